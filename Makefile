@@ -1,0 +1,22 @@
+# Two entry points for a fresh machine: `make benchmark` and `make test` (see README).
+VENV := .venv
+STAMP := $(VENV)/.installed
+# dvc.yaml's commands call `python`: make it the project's interpreter.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: benchmark test setup
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --progress-bar off -e '.[test]'
+	touch $(STAMP)
+
+benchmark: $(STAMP)
+	dvc repro
+	@echo "Report: reports/benchmark.md"
+
+test: $(STAMP)
+	python -m pytest -ra

@@ -1,0 +1,1 @@
+"""Building blocks of the instance-segmentation benchmark; `stages/` wires them into DVC stages."""

@@ -1,0 +1,79 @@
+"""Typed views of `params.yaml`: each stage reads the file once into these and passes plain values on."""
+
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+PARAMS_FILE = Path("params.yaml")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How to read one dataset and split it (`datasets.<key>` in params.yaml)."""
+    format: str                    # a Datumaro format name, ours (cityscapes_instances, oxford_pets, wgisd) or built in
+    path: str                      # folder under `data_dir` holding the dataset as its owner ships it
+    subsets: dict                  # the format's subset name -> benchmark role (train, val or test); others are dropped
+    options: dict = field(default_factory=dict)  # passed to the format's importer
+    subsample: float = 1.0         # keep this fraction of the training images (stratified, seeded)
+    val_ratio: float = 0.2         # share of the training images carved out for validation when no subset is `val`
+    test_ratio: float = 0.2        # share held out for testing when no subset is `test`
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """One model template and its training recipe (`templates.<key>` in params.yaml)."""
+    engine: str                    # which training engine builds and trains it (see pipelines/engines)
+    backbone: str
+    input_size: int                # images are letterboxed to input_size x input_size
+    pretrained: str                # none | coco | imagenet | a path to a checkpoint
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    warmup_iters: int
+    schedule: str                  # cosine | constant
+    grad_clip: float               # max gradient norm; 0 turns clipping off
+    fpn_channels: int
+    anchor_sizes: list             # one anchor size per FPN level (4 levels + pool)
+    rpn_proposals: list            # [pre-NMS, post-NMS] proposals per image in training; halved at test time
+    rois_per_image: int            # sampled RoIs per image for the box and mask heads
+    box_head_width: int
+    mask_head_channels: list       # one conv layer per entry
+    num_workers: int = 0
+    score_threshold: float = 0.05  # keep detections above this score; low so mAP sees the whole PR curve
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Params:
+    data_dir: str
+    datasets: dict                 # key -> DatasetSpec
+    templates: dict                # key -> TemplateSpec
+    run_templates: list
+    demo: dict
+
+
+def _build(cls, key: str, values: dict):
+    unknown = set(values) - {f.name for f in fields(cls)}
+    missing = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING} - set(values)
+    if unknown or missing:
+        raise ValueError(f"{PARAMS_FILE}: {key}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
+    return cls(**values)
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    raw = yaml.safe_load(Path(path).read_text())
+    templates = {k: _build(TemplateSpec, f"templates.{k}", v) for k, v in raw["templates"].items()}
+    unknown = [t for t in raw["run"]["templates"] if t not in templates]
+    if unknown:
+        raise ValueError(f"{path}: run.templates names {unknown}, which templates does not define")
+    return Params(
+        data_dir=raw["data_dir"],
+        datasets={k: _build(DatasetSpec, f"datasets.{k}", v) for k, v in raw["datasets"].items()},
+        templates=templates,
+        run_templates=list(raw["run"]["templates"]),
+        demo=raw.get("demo", {}),
+    )

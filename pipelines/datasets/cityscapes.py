@@ -1,0 +1,78 @@
+"""Cityscapes instance import, as a Datumaro plugin.
+
+Datumaro's own `cityscapes` format is semantic only: it merges every instance of a class into one
+mask. This plugin reads the 16-bit `instanceIds.png` instead, where a pixel is
+`labelId * 1000 + k` for instance k, and a plain `labelId` below 1000 marks a group (crowd) region of
+a class that has instances.
+
+    <root>/
+      leftImg8bit/{train,val}/<city>/<city>_<seq>_<frame>_leftImg8bit.png
+      gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_instanceIds.png
+
+Subsets are the official splits (`train`, `val`; `test` has no public labels and is not read).
+"""
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from datumaro.components.annotation import AnnotationType, LabelCategories, Mask
+from datumaro.components.dataset_base import DatasetItem, SubsetBase
+from datumaro.components.importer import Importer
+from datumaro.components.media import Image
+from PIL import Image as PILImage
+
+from pipelines.datasets.layout import require
+
+# The 8 classes Cityscapes evaluates instances of (label id: name). Caravan (29) and trailer (30)
+# have instance ids too but are not evaluated, so they are dropped like the stuff classes.
+EVALUATED_CLASSES = {24: "person", 25: "rider", 26: "car", 27: "truck", 28: "bus", 31: "train",
+                     32: "motorcycle", 33: "bicycle"}
+LABELED_SPLITS = ("train", "val")
+LAYOUT = __doc__.split("\n\n")[2]
+
+
+def check_layout(root: Path) -> None:
+    require(root, [f"{top}/{split}" for split in LABELED_SPLITS for top in ("leftImg8bit", "gtFine")], LAYOUT)
+
+
+@lru_cache(maxsize=2)
+def _instance_ids(path: str) -> np.ndarray:
+    # One decode serves all masks of an image: they are read one after the other.
+    return np.asarray(PILImage.open(path))
+
+
+class CityscapesInstancesBase(SubsetBase):
+    NAME = "cityscapes_instances"
+
+    def __init__(self, path: str, *, subset: str, ctx=None):
+        super().__init__(subset=subset, ctx=ctx)
+        self._categories = {AnnotationType.label: LabelCategories.from_iterable(EVALUATED_CLASSES.values())}
+        label_index = {label_id: i for i, label_id in enumerate(EVALUATED_CLASSES)}
+        root = Path(path)
+        for ids_file in sorted((root / "gtFine" / subset).glob("*/*_gtFine_instanceIds.png")):
+            stem = ids_file.name[: -len("_gtFine_instanceIds.png")]
+            image_file = root / "leftImg8bit" / subset / ids_file.parent.name / f"{stem}_leftImg8bit.png"
+            annotations = []
+            for value in np.unique(_instance_ids(str(ids_file))):
+                label_id, is_crowd = (value // 1000, False) if value >= 1000 else (value, True)
+                if label_id not in label_index:
+                    continue
+                annotations.append(Mask(
+                    image=lambda f=str(ids_file), v=value: _instance_ids(f) == v,
+                    label=label_index[label_id], id=len(annotations), attributes={"is_crowd": is_crowd}))
+            self._items.append(DatasetItem(id=stem, subset=subset, media=Image.from_file(path=str(image_file)),
+                                           annotations=annotations))
+
+
+class CityscapesInstancesImporter(Importer):
+    NAME = "cityscapes_instances"
+
+    @classmethod
+    def find_sources(cls, path):
+        return [{"url": path, "format": cls.NAME, "options": {"subset": split}}
+                for split in LABELED_SPLITS if (Path(path) / "gtFine" / split).is_dir()]
+
+    @classmethod
+    def get_file_extensions(cls):
+        return [".png"]

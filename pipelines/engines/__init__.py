@@ -1,0 +1,29 @@
+"""Training engines. A template names its engine; stages reach models only through `get(name)`.
+
+An engine module provides:
+    train(spec, spec_dict, data_dir, out_dir, log) -> dict   writes <out_dir>/model.pt
+    load(checkpoint, for_export=False) -> Loaded             the inference graph and what it needs;
+                                                             for export, with no score threshold inside
+    complexity(checkpoint) -> dict                           {"gflops": ..., "params_m": ...}
+The inference graph is a torch module following `pipelines.inference`'s predictor contract, so
+evaluation and OpenVINO export are the same for every engine.
+"""
+
+import importlib
+from dataclasses import dataclass
+
+ENGINES = {"torchvision": "pipelines.engines.torchvision_engine"}
+
+
+@dataclass
+class Loaded:
+    graph: object          # torch.nn.Module: [1, 3, S, S] -> boxes, scores, labels, mask probabilities
+    input_spec: object     # pipelines.inference.InputSpec
+    labels: list
+    score_threshold: float
+
+
+def get(name: str):
+    if name not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}; expected one of {sorted(ENGINES)}")
+    return importlib.import_module(ENGINES[name])

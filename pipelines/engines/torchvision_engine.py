@@ -1,0 +1,39 @@
+"""The torchvision Mask R-CNN engine."""
+
+from pathlib import Path
+
+import torch
+
+from pipelines import training
+from pipelines.config import TemplateSpec
+from pipelines.engines import Loaded
+from pipelines.inference import InputSpec
+from pipelines.models.maskrcnn import InferenceGraph, build_model
+from pipelines.models.maskrcnn import complexity as model_complexity
+
+
+def train(spec: TemplateSpec, spec_dict: dict, data_dir: Path, out_dir: Path, log=print) -> dict:
+    return training.fit(spec, spec_dict, data_dir, out_dir, log)
+
+
+def _model(checkpoint: Path):
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    # The trained weights replace any pretrained start, so none is loaded here.
+    spec = TemplateSpec(**{**state["template"], "pretrained": "none"})
+    model = build_model(spec, len(state["labels"]))
+    model.load_state_dict(state["model"])
+    return model.eval(), spec, state["labels"]
+
+
+def load(checkpoint: Path, for_export: bool = False) -> Loaded:
+    model, spec, labels = _model(checkpoint)
+    if for_export:
+        # The graph keeps every detection and the IR applies the threshold in post-processing (stored in
+        # its runtime info). Results are the same: NMS is per class and the 100 kept are the best scored.
+        model.roi_heads.score_thresh = 0.0
+    return Loaded(InferenceGraph(model), InputSpec(size=spec.input_size), labels, spec.score_threshold)
+
+
+def complexity(checkpoint: Path) -> dict:
+    model, spec, _ = _model(checkpoint)
+    return model_complexity(model, spec.input_size)

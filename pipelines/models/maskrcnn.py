@@ -1,0 +1,134 @@
+"""torchvision Mask R-CNN with an FPN on a named backbone, sized by a template's params.
+
+Mask R-CNN on a CPU spends most of its time in the heads, so the head sizes (FPN width, proposals,
+sampled RoIs, box-head width, mask-head convs) are template params, not torchvision's defaults.
+"""
+
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+# backbone name -> (torchvision constructor, submodule holding the stages, stage -> FPN level name)
+BACKBONES = {
+    "resnet18": (torchvision.models.resnet18, None, {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}),
+    "resnet50": (torchvision.models.resnet50, None, {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}),
+    "efficientnet_b2": (torchvision.models.efficientnet_b2, "features", {"2": "0", "3": "1", "5": "2", "7": "3"}),
+    "convnext_tiny": (torchvision.models.convnext_tiny, "features", {"1": "0", "3": "1", "5": "2", "7": "3"}),
+}
+FPN_LEVELS = ("0", "1", "2", "3")  # plus the max-pooled "pool" level used by the RPN only
+
+
+class PretrainedWeightsError(RuntimeError):
+    """Pretrained weights could not be had (offline machine, missing file)."""
+
+
+def _backbone(name: str, fpn_channels: int, imagenet: bool) -> BackboneWithFPN:
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; expected one of {sorted(BACKBONES)}")
+    constructor, stages_attr, return_layers = BACKBONES[name]
+    weights = "DEFAULT" if imagenet else None
+    try:
+        network = constructor(weights=weights)
+    except Exception as error:  # urllib raises several kinds when offline
+        raise PretrainedWeightsError(
+            f"could not load ImageNet weights for {name}: {error}. Without network access, put the torchvision "
+            f"weights file into {torch.hub.get_dir()}/checkpoints/ or set the template's `pretrained` to "
+            f"`none` or to a local checkpoint path") from error
+    body = getattr(network, stages_attr) if stages_attr else network
+    # Channel counts per stage, read off a dummy forward pass rather than typed in.
+    with torch.no_grad():
+        outputs = IntermediateLayerGetter(body, return_layers)(torch.zeros(1, 3, 64, 64))
+    in_channels = [o.shape[1] for o in outputs.values()]
+    return BackboneWithFPN(body, return_layers, in_channels, fpn_channels, extra_blocks=LastLevelMaxPool())
+
+
+def build_model(spec, num_classes: int) -> MaskRCNN:
+    """Mask R-CNN for `num_classes` object classes (plus background) as template `spec` describes it.
+
+    The model receives images already letterboxed and normalised by `pipelines.inference`, so its own
+    transform neither resizes (min = max = input size) nor normalises (mean 0, std 1).
+    """
+    pretrained = spec.pretrained
+    backbone = _backbone(spec.backbone, spec.fpn_channels, imagenet=pretrained == "imagenet")
+    anchors = AnchorGenerator(sizes=tuple((s,) for s in spec.anchor_sizes),
+                              aspect_ratios=((0.5, 1.0, 2.0),) * len(spec.anchor_sizes))
+    mask_channels = list(spec.mask_head_channels)
+    pre_nms, post_nms = spec.rpn_proposals
+    model = MaskRCNN(
+        backbone, num_classes=None,
+        min_size=spec.input_size, max_size=spec.input_size, image_mean=[0.0] * 3, image_std=[1.0] * 3,
+        rpn_anchor_generator=anchors,
+        rpn_pre_nms_top_n_train=pre_nms, rpn_post_nms_top_n_train=post_nms,
+        rpn_pre_nms_top_n_test=pre_nms // 2, rpn_post_nms_top_n_test=post_nms // 2,
+        box_roi_pool=MultiScaleRoIAlign(list(FPN_LEVELS), output_size=7, sampling_ratio=2),
+        box_head=TwoMLPHead(spec.fpn_channels * 7 * 7, spec.box_head_width),
+        box_predictor=FastRCNNPredictor(spec.box_head_width, num_classes + 1),
+        box_batch_size_per_image=spec.rois_per_image, box_score_thresh=spec.score_threshold,
+        mask_roi_pool=MultiScaleRoIAlign(list(FPN_LEVELS), output_size=14, sampling_ratio=2),
+        mask_head=MaskRCNNHeads(spec.fpn_channels, mask_channels, dilation=1),
+        mask_predictor=MaskRCNNPredictor(mask_channels[-1], mask_channels[-1], num_classes + 1),
+    )
+    if pretrained not in ("none", "imagenet"):
+        load_pretrained(model, Path(pretrained))
+    return model
+
+
+def load_pretrained(model: nn.Module, path: Path) -> None:
+    """Loads a checkpoint's weights, skipping those whose shape differs (the class-specific heads)."""
+    if not path.is_file():
+        raise PretrainedWeightsError(f"pretrained checkpoint {path} does not exist; set the template's "
+                                     f"`pretrained` to an existing file, `imagenet` or `none`")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("model", state)
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise PretrainedWeightsError(f"{path} holds no weights that fit this template's architecture")
+    model.load_state_dict(usable, strict=False)
+
+
+class InferenceGraph(nn.Module):
+    """The exportable part of Mask R-CNN: a `[1, 3, S, S]` tensor in, plain tensors out.
+
+    Returns boxes `[N, 4]`, scores `[N]`, labels `[N]` and the 28 x 28 mask probabilities `[N, 28, 28]`
+    of the predicted class; pasting masks into the image is left to `pipelines.inference`.
+    """
+
+    def __init__(self, model: MaskRCNN):
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, images: torch.Tensor):
+        sizes = [(images.shape[-2], images.shape[-1])]
+        features = self.model.backbone(images)
+        proposals, _ = self.model.rpn(ImageList(images, sizes), features)
+        detections, _ = self.model.roi_heads(features, proposals, sizes)
+        found = detections[0]
+        return found["boxes"], found["scores"], found["labels"], found["masks"][:, 0]
+
+
+def complexity(model: MaskRCNN, input_size: int) -> dict:
+    """GFLOPs of one inference at the input size, and parameters in millions.
+
+    FLOPs are counted as multiply-accumulates, the convention of the seed's table (mmcv's get_flops).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    graph = InferenceGraph(model)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        graph(torch.zeros(1, 3, input_size, input_size))
+    return {"gflops": round(counter.get_total_flops() / 2 / 1e9, 3),
+            "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3)}
+

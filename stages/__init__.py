@@ -1,0 +1,1 @@
+"""One entry point per DVC stage; `dvc.yaml` runs them as `python -m stages.<name>`."""

@@ -1,0 +1,40 @@
+"""Stage prepare: imports one dataset with Datumaro, splits it and writes COCO jsons plus statistics."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pipelines.config import load_params
+from pipelines.datasets.layout import DatasetLayoutError
+from pipelines.datasets.prepare import prepare
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--dataset", required=True, help="key under `datasets` in params.yaml")
+    p.add_argument("--out", type=Path, required=True, help="folder for the COCO jsons and images")
+    p.add_argument("--stats", type=Path, required=True, help="json file for the dataset statistics")
+    return p
+
+
+def main(args=None) -> None:
+    args = parser().parse_args(args)
+    params = load_params()
+    if args.dataset not in params.datasets:
+        sys.exit(f"prepare: no dataset {args.dataset!r} in params.yaml; known: {sorted(params.datasets)}")
+    spec = params.datasets[args.dataset]
+    root = Path(params.data_dir) / spec.path
+    try:
+        stats = prepare(spec.format, root, args.out, spec.options, spec.subsets, spec.subsample,
+                        spec.val_ratio, spec.test_ratio, spec.seed)
+    except DatasetLayoutError as error:
+        sys.exit(f"prepare: dataset {args.dataset!r} ({spec.format} at {root}): {error}")
+    args.stats.parent.mkdir(parents=True, exist_ok=True)
+    args.stats.write_text(json.dumps(stats, indent=2))
+    sizes = ", ".join(f"{role} {split['images']}" for role, split in stats["splits"].items())
+    print(f"prepared {args.dataset}: {len(stats['labels'])} classes, images: {sizes}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Stage train: fine-tunes one template on one prepared dataset; keeps the best validation epoch."""
+
+import argparse
+import csv
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from pipelines import engines
+from pipelines.config import load_params
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--template", required=True, help="key under `templates` in params.yaml")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder (train.json, val.json)")
+    p.add_argument("--out", type=Path, required=True, help="folder for model.pt")
+    p.add_argument("--metrics", type=Path, required=True, help="folder for train.json and train_log.csv")
+    return p
+
+
+def main(args=None) -> None:
+    args = parser().parse_args(args)
+    spec = load_params().templates[args.template]
+    start = time.monotonic()
+    print(f"training {args.template} ({spec.backbone}, {spec.input_size}px, {spec.epochs} epochs) on {args.data}")
+    result = engines.get(spec.engine).train(spec, asdict(spec), args.data, args.out, log=lambda m: print(m, flush=True))
+    args.metrics.mkdir(parents=True, exist_ok=True)
+    history = result["history"]
+    with open(args.metrics / "train_log.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    summary = {"best_epoch": result["best_epoch"], "best_val_segm_map": result["best_val_segm_map"],
+               "train_seconds": round(time.monotonic() - start, 1)}
+    (args.metrics / "train.json").write_text(json.dumps(summary, indent=2))
+    print(f"best epoch {summary['best_epoch']}: val segm mAP {summary['best_val_segm_map']}")
+
+
+if __name__ == "__main__":
+    main()

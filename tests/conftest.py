@@ -1,0 +1,22 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipelines.config import TemplateSpec  # noqa: E402
+
+
+@pytest.fixture
+def tiny_spec():
+    """A very small template: trains and exports in seconds on a CPU."""
+    def make(**overrides):
+        values = dict(engine="torchvision", backbone="resnet18", input_size=96, pretrained="none", epochs=1,
+                      batch_size=2, lr=0.01, momentum=0.9, weight_decay=1e-4, warmup_iters=2, schedule="cosine",
+                      grad_clip=10.0, fpn_channels=32, anchor_sizes=[8, 16, 32, 64, 128], rpn_proposals=[100, 40],
+                      rois_per_image=32, box_head_width=64, mask_head_channels=[32], score_threshold=0.05, seed=0)
+        values.update(overrides)
+        return TemplateSpec(**values)
+    return make

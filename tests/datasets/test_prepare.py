@@ -1,0 +1,79 @@
+import json
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import pytest
+
+from pipelines.datasets import demo
+from pipelines.datasets.layout import DatasetLayoutError
+from pipelines.datasets.prepare import prepare
+
+PETS = dict(format="oxford_pets", options={}, subsets={"trainval": "train", "test": "test"}, val_ratio=0.25,
+            test_ratio=0.2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def pets_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pets")
+    demo.make_pets(root, 24, 8, seed=1)
+    return root
+
+
+def test_official_test_kept_val_carved_from_train(pets_root, tmp_path):
+    stats = prepare(root=pets_root, out_dir=tmp_path / "out", subsample=1.0, **PETS)
+    sizes = {role: s["images"] for role, s in stats["splits"].items()}
+    assert sizes == {"train": 18, "val": 6, "test": 8}
+    test_names = {i["file_name"] for i in json.loads((tmp_path / "out" / "test.json").read_text())["images"]}
+    listed = {f"images/{line.split()[0]}.jpg" for line in (pets_root / "annotations" / "test.txt").read_text().splitlines()}
+    assert test_names == listed
+    # Every split stays balanced between the two classes.
+    assert stats["splits"]["val"]["instances"] == {"cat": 3, "dog": 3}
+
+
+def test_subsample_halves_train_keeps_test(pets_root, tmp_path):
+    stats = prepare(root=pets_root, out_dir=tmp_path / "half", subsample=0.5, **PETS)
+    sizes = {role: s["images"] for role, s in stats["splits"].items()}
+    assert sizes["train"] + sizes["val"] == 12 and sizes["test"] == 8
+
+
+def test_same_params_give_identical_files(pets_root, tmp_path):
+    prepare(root=pets_root, out_dir=tmp_path / "a", subsample=0.5, **PETS)
+    prepare(root=pets_root, out_dir=tmp_path / "b", subsample=0.5, **PETS)
+    for role in ("train", "val", "test"):
+        assert (tmp_path / "a" / f"{role}.json").read_bytes() == (tmp_path / "b" / f"{role}.json").read_bytes()
+
+
+def test_coco_annotations_are_pycocotools_ready(pets_root, tmp_path):
+    prepare(root=pets_root, out_dir=tmp_path / "out", subsample=1.0, **PETS)
+    coco = json.loads((tmp_path / "out" / "train.json").read_text())
+    assert [c["id"] for c in coco["categories"]] == [1, 2]
+    image = coco["images"][0]
+    ann = next(a for a in coco["annotations"] if a["image_id"] == image["id"])
+    assert isinstance(ann["segmentation"]["counts"], str) and ann["iscrowd"] == 0
+    mask = mask_utils.decode(ann["segmentation"])
+    assert mask.shape == (image["height"], image["width"]) and ann["area"] == mask.sum()
+    ys, xs = np.nonzero(mask)
+    # The box is the mask's, not the head box of the xmls.
+    assert ann["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+
+
+def test_crowd_regions_exported_as_iscrowd(tmp_path):
+    demo.make_cityscapes(tmp_path / "cs", 30, 10, seed=3)
+    stats = prepare("cityscapes_instances", tmp_path / "cs", tmp_path / "out", {}, {"train": "train", "val": "test"},
+                    1.0, 0.2, 0.2, 0)
+    crowd = sum(sum(s["crowd_regions"].values()) for s in stats["splits"].values())
+    coco = [json.loads((tmp_path / "out" / f"{r}.json").read_text()) for r in ("train", "val", "test")]
+    assert crowd > 0
+    assert sum(a["iscrowd"] for c in coco for a in c["annotations"]) == crowd
+
+
+def test_no_test_subset_is_split_off(pets_root, tmp_path):
+    stats = prepare(root=pets_root, out_dir=tmp_path / "out", subsample=1.0,
+                    **{**PETS, "subsets": {"trainval": "train"}})
+    sizes = {role: s["images"] for role, s in stats["splits"].items()}
+    assert sum(sizes.values()) == 24 and all(sizes.values())
+
+
+def test_missing_root_says_what_is_expected(tmp_path):
+    with pytest.raises(DatasetLayoutError, match=r"does not exist.*\n.*images/<Breed_Name>"):
+        prepare(root=tmp_path / "nowhere", out_dir=tmp_path / "out", subsample=1.0, **PETS)

@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+
+from pipelines.inference import InputSpec, letterbox_size, postprocess, preprocess
+
+
+def test_letterbox_keeps_aspect_and_pads():
+    image = np.full((50, 100, 3), 255, np.uint8)
+    batch, scale = preprocess(image, InputSpec(size=64))
+    assert batch.shape == (1, 3, 64, 64) and scale == pytest.approx(0.64)
+    assert letterbox_size(50, 100, 64) == (32, 64, 0.64)
+    assert np.all(batch[0, :, 32:, :] == 0)                 # padding: the mean colour, 0 after normalising
+    assert np.allclose(batch[0, 0, :32, :], (1 - 0.485) / 0.229, atol=1e-4)
+
+
+def test_grayscale_like_input_is_three_channel():
+    batch, _ = preprocess(np.zeros((10, 10, 3), np.uint8), InputSpec(size=16))
+    assert batch.dtype == np.float32 and batch.shape[1] == 3
+
+
+def test_postprocess_maps_back_to_image_pixels():
+    # A box in input pixels of a 0.5 letterbox scale, with a mask full inside it.
+    outputs = (np.array([[10, 20, 30, 40]], np.float32), np.array([0.9], np.float32), np.array([2]),
+               np.ones((1, 28, 28), np.float32))
+    (result,) = postprocess(outputs, scale=0.5, height=100, width=100, image_id=7, score_threshold=0.05)
+    assert result["bbox"] == [20, 40, 40, 40] and result["category_id"] == 2 and result["image_id"] == 7
+    assert isinstance(result["segmentation"]["counts"], str)
+    import pycocotools.mask as mask_utils
+    assert abs(mask_utils.area(result["segmentation"]) - 40 * 40) < 2 * 40
+
+
+def test_postprocess_no_detections_and_threshold():
+    empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0), np.zeros((0, 28, 28), np.float32))
+    assert postprocess(empty, 1.0, 10, 10, 1, 0.05) == []
+    low = (np.array([[0, 0, 5, 5]], np.float32), np.array([0.01], np.float32), np.array([1]), np.ones((1, 28, 28)))
+    assert postprocess(low, 1.0, 10, 10, 1, 0.05) == []

@@ -1,0 +1,107 @@
+"""The real DVC pipeline, end to end, on a tiny profile in a temporary copy of the repository."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ["cityscapes", "pets", "pets_half", "wgisd_1", "wgisd_5"]
+
+
+def run(args, cwd, check=True):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode:
+        raise AssertionError(f"{args} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A committed copy of this repository whose params select a tiny profile; `dvc repro` has run."""
+    repo = tmp_path_factory.mktemp("bench") / "repo"
+    files = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], ROOT).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file() and not name.startswith(("metrics/", "models/", "data/demo", "data/prepared")):
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["demo"].update(cityscapes={"train": 8, "val": 4}, pets={"trainval": 12, "test": 6},
+                          wgisd={"train": 12, "test": 6})
+    params["templates"]["tiny"].update(epochs=1, input_size=96, warmup_iters=2)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "tiny profile"], repo)
+    first = run(["dvc", "repro"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "first run"], repo)
+    return repo, first.stdout
+
+
+def ran_stages(output: str) -> set:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.mark.slow
+def test_report_matches_metrics(repo):
+    repo, output = repo
+    assert {f"validate@tiny-{d}" for d in DATASETS} <= ran_stages(output)
+    table = pd.read_csv(repo / "reports" / "benchmark.csv")
+    assert sorted(table["dataset"]) == sorted(DATASETS) and set(table["template"]) == {"tiny"}
+    for row in table.itertuples():
+        pytorch = json.loads((repo / "metrics" / f"tiny-{row.dataset}" / "pytorch.json").read_text())
+        ir = json.loads((repo / "metrics" / f"tiny-{row.dataset}" / "ir.json").read_text())
+        assert row.segm_map == pytorch["segm_map"] and row.ir_segm_map == ir["segm_map"]
+        assert row.bbox_map == pytorch["bbox_map"] and row.gflops == pytorch["gflops"] > 0
+    markdown = (repo / "reports" / "benchmark.md").read_text()
+    line = next(l for l in markdown.splitlines() if l.startswith("| tiny"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    average, per_dataset = float(cells[3]), [float(c) for c in cells[4:9]]
+    assert average == pytest.approx(sum(per_dataset) / 5, abs=0.06)
+    assert (repo / "reports" / "segm_map.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_second_repro_runs_nothing(repo):
+    repo, _ = repo
+    again = run(["dvc", "repro"], repo)
+    assert ran_stages(again.stdout) == set()
+    assert "up to date" in again.stdout
+
+
+@pytest.mark.slow
+def test_changing_one_template_param_reruns_its_stages_and_report_only(repo):
+    repo, _ = repo
+    result = run(["dvc", "exp", "run", "-S", "templates.tiny.lr=0.005"], repo)
+    expected = {f"{stage}@tiny-{d}" for stage in ("train", "evaluate", "export", "validate") for d in DATASETS}
+    assert ran_stages(result.stdout) == expected | {"report"}
+
+
+@pytest.mark.slow
+def test_incomplete_dataset_root_stops_prepare_with_clear_message(repo):
+    repo, _ = repo
+    broken = repo / "broken"
+    shutil.copytree(repo / "data" / "demo" / "pets", broken / "pets")
+    (broken / "pets" / "annotations" / "trainval.txt").unlink()
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data_dir"] = "broken"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    failed = run([sys.executable, "-m", "stages.prepare", "--dataset", "pets", "--out", str(broken / "out"),
+                  "--stats", str(broken / "stats.json")], repo, check=False)
+    assert failed.returncode != 0
+    message = failed.stderr.strip().splitlines()
+    assert message[0] == (f"prepare: dataset 'pets' (oxford_pets at broken/pets): "
+                          f"broken/pets/annotations/trainval.txt is missing; expected under broken/pets:")
+    assert "Traceback" not in failed.stderr
+    via_dvc = run(["dvc", "repro", "prepare@pets"], repo, check=False)
+    assert via_dvc.returncode != 0 and "broken/pets/annotations/trainval.txt is missing" in via_dvc.stderr + via_dvc.stdout
