@@ -5,6 +5,7 @@ IR is usable without this project's training code.
 """
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,10 @@ def export_ir(graph: torch.nn.Module, example: np.ndarray, labels: list, input_s
               xml_path: Path, fp16: bool = False) -> None:
     """Traces `graph` on `example` (an input that yields detections) and saves `xml_path` + `.bin`."""
     graph.eval()
-    with torch.no_grad():
+    # torchvision's detection code warns that some Python values become trace constants; they are
+    # constants for a fixed input size, and the validate stage measures the IR against PyTorch.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         model = ov.convert_model(graph, example_input=torch.from_numpy(example), input=[list(example.shape)])
     info = {"labels": labels, "input_spec": input_spec, "score_threshold": score_threshold}
     for name, value in info.items():

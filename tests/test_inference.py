@@ -1,4 +1,5 @@
 import numpy as np
+import pycocotools.mask as mask_utils
 import pytest
 
 from pipelines.inference import InputSpec, letterbox_size, postprocess, preprocess
@@ -25,8 +26,8 @@ def test_postprocess_maps_back_to_image_pixels():
     (result,) = postprocess(outputs, scale=0.5, height=100, width=100, image_id=7, score_threshold=0.05)
     assert result["bbox"] == [20, 40, 40, 40] and result["category_id"] == 2 and result["image_id"] == 7
     assert isinstance(result["segmentation"]["counts"], str)
-    import pycocotools.mask as mask_utils
-    assert abs(mask_utils.area(result["segmentation"]) - 40 * 40) < 2 * 40
+    # torchvision's paste (padding 1) may add about a pixel on each side.
+    assert 40 * 40 <= mask_utils.area(result["segmentation"]) <= 42 * 42
 
 
 def test_postprocess_no_detections_and_threshold():

@@ -17,6 +17,7 @@ import pycocotools.mask as mask_utils
 from datumaro.components.annotation import AnnotationType, Mask, Polygon
 from datumaro.components.dataset import Dataset
 from datumaro.components.environment import Environment
+from datumaro.components.errors import DatasetImportError
 from PIL import Image as PILImage
 
 from pipelines.datasets import cityscapes, pets, wgisd
@@ -45,7 +46,13 @@ def import_dataset(format: str, root: Path, options: dict) -> Dataset:
         PLUGINS[format][0].check_layout(root)
     elif not root.exists():
         raise DatasetLayoutError(f"{root} does not exist; expected a dataset in Datumaro's {format!r} format there")
-    return Dataset.import_from(str(root), format, env=environment(), **options)
+    try:
+        return Dataset.import_from(str(root), format, env=environment(), **options)
+    except DatasetImportError as error:
+        # Datumaro wraps what an importer raises; the layout problem underneath is the useful message.
+        if isinstance(error.__cause__, DatasetLayoutError):
+            raise error.__cause__ from None
+        raise
 
 
 def assign_roles(dataset: Dataset, subsets: dict, subsample: float, val_ratio: float, test_ratio: float,

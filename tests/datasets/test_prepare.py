@@ -75,5 +75,5 @@ def test_no_test_subset_is_split_off(pets_root, tmp_path):
 
 
 def test_missing_root_says_what_is_expected(tmp_path):
-    with pytest.raises(DatasetLayoutError, match=r"does not exist.*\n.*images/<Breed_Name>"):
+    with pytest.raises(DatasetLayoutError, match=r"(?s)nowhere does not exist.*expected:.*images/<Breed_Name>"):
         prepare(root=tmp_path / "nowhere", out_dir=tmp_path / "out", subsample=1.0, **PETS)
