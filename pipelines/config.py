@@ -54,6 +54,8 @@ class Params:
     templates: dict                # key -> TemplateSpec
     run_templates: list
     demo: dict
+    export: dict                   # precisions: IRs to write and validate; calibration_images: for INT8
+    speed: dict                    # warmup, repeats (latency), throughput_seconds
 
 
 def _build(cls, key: str, values: dict):
@@ -76,4 +78,6 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
         templates=templates,
         run_templates=list(raw["run"]["templates"]),
         demo=raw.get("demo", {}),
+        export=raw["export"],
+        speed=raw["speed"],
     )

@@ -1,7 +1,7 @@
-"""OpenVINO IR export of an inference graph, and a predictor that runs the IR with OpenVINO alone.
+"""OpenVINO IR export of an inference graph (FP32, FP16-compressed), with its metadata inside.
 
-The IR's runtime info carries the labels and the input spec (size, mean/std, resize mode), so the
-IR is usable without this project's training code.
+The IR's runtime info carries the labels, the input spec (size, mean/std, resize mode) and the score
+threshold, so `pipelines.ir` runs it without this project's training code.
 """
 
 import json
@@ -12,12 +12,12 @@ import numpy as np
 import openvino as ov
 import torch
 
-RT_SECTION = "model_info"
+from pipelines.ir import OUTPUTS, RT_SECTION
 
 
-def export_ir(graph: torch.nn.Module, example: np.ndarray, labels: list, input_spec: dict, score_threshold: float,
-              xml_path: Path, fp16: bool = False) -> None:
-    """Traces `graph` on `example` (an input that yields detections) and saves `xml_path` + `.bin`."""
+def convert(graph: torch.nn.Module, example: np.ndarray, labels: list, input_spec: dict,
+            score_threshold: float) -> ov.Model:
+    """Traces `graph` on `example` (an input that yields detections) into an OpenVINO model with its metadata."""
     graph.eval()
     # torchvision's detection code warns that some Python values become trace constants; they are
     # constants for a fixed input size, and the validate stage measures the IR against PyTorch.
@@ -27,25 +27,29 @@ def export_ir(graph: torch.nn.Module, example: np.ndarray, labels: list, input_s
     info = {"labels": labels, "input_spec": input_spec, "score_threshold": score_threshold}
     for name, value in info.items():
         model.set_rt_info(json.dumps(value), [RT_SECTION, name])
-    for output, name in zip(model.outputs, ("boxes", "scores", "labels", "masks")):
+    for output, name in zip(model.outputs, OUTPUTS):
         output.get_tensor().set_names({name})
+    return model
+
+
+def save(model: ov.Model, xml_path: Path, fp16: bool = False) -> None:
+    """Writes `xml_path` and the `.bin` beside it; `fp16` stores the weights in half precision."""
     xml_path.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, xml_path, compress_to_fp16=fp16)
 
 
-class OpenVinoPredictor:
-    """A `pipelines.inference` predictor for an IR on OpenVINO's CPU device."""
+def quantize_int8(fp32_xml: Path, calibration: list) -> ov.Model:
+    """Post-training INT8 quantization of a saved FP32 IR with NNCF, calibrated on preprocessed inputs.
 
-    def __init__(self, xml_path: Path, device: str = "CPU", precision: str = "f32"):
-        core = ov.Core()
-        model = core.read_model(xml_path)
-        self.labels = json.loads(model.get_rt_info([RT_SECTION, "labels"]).astype(str))
-        self.input_spec = json.loads(model.get_rt_info([RT_SECTION, "input_spec"]).astype(str))
-        self.score_threshold = json.loads(model.get_rt_info([RT_SECTION, "score_threshold"]).astype(str))
-        # On CPUs with AMX or AVX512-BF16 OpenVINO would run in bf16 by default; an FP32 IR is validated in f32.
-        self.compiled = core.compile_model(model, device, {"INFERENCE_PRECISION_HINT": precision})
-        self.request = self.compiled.create_infer_request()
+    It reads the saved IR: a freshly converted model still holds nodes that saving prunes, on which
+    NNCF's graph builder fails.
+    """
+    import nncf  # heavy, and needed only here
 
-    def __call__(self, batch: np.ndarray):
-        outputs = self.request.infer({0: batch})
-        return [outputs[self.compiled.output(name)] for name in ("boxes", "scores", "labels", "masks")]
+    model = ov.Core().read_model(fp32_xml)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantized = nncf.quantize(model, nncf.Dataset(calibration), subset_size=len(calibration))
+    for name in ("labels", "input_spec", "score_threshold"):
+        quantized.set_rt_info(model.get_rt_info([RT_SECTION, name]).astype(str), [RT_SECTION, name])
+    return quantized

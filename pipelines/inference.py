@@ -12,9 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pycocotools.mask as mask_utils
-import torch
 from PIL import Image
-from torchvision.models.detection.roi_heads import paste_masks_in_image
 
 # ImageNet statistics on 0..1 pixels: what torchvision's backbones were trained with.
 MEAN = (0.485, 0.456, 0.406)
@@ -32,6 +30,11 @@ class InputSpec:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "InputSpec":
+        """The inverse of `to_dict`, e.g. for the copy in an IR's runtime info (JSON turns tuples into lists)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def load_image(path: Path) -> np.ndarray:
@@ -65,16 +68,37 @@ def postprocess(outputs, scale: float, height: int, width: int, image_id: int, s
         return []
     boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
     boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
-    pasted = paste_masks_in_image(torch.from_numpy(masks[:, None]).float(), torch.from_numpy(boxes).float(),
-                                  (height, width), padding=1)[:, 0].numpy() >= MASK_THRESHOLD
     results = []
-    for box, score, label, mask in zip(boxes, scores, labels, pasted):
+    for box, score, label, probabilities in zip(boxes, scores, labels, masks):
+        mask = paste_mask(probabilities, box, height, width) >= MASK_THRESHOLD
         rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
         rle["counts"] = rle["counts"].decode("ascii")
         x0, y0, x1, y1 = (float(v) for v in box)
         results.append({"image_id": image_id, "category_id": int(label), "score": float(score),
                         "bbox": [x0, y0, x1 - x0, y1 - y0], "segmentation": rle})
     return results
+
+
+def paste_mask(probabilities: np.ndarray, box: np.ndarray, height: int, width: int) -> np.ndarray:
+    """An M x M mask of probabilities inside `box` -> an H x W probability image.
+
+    As torchvision does, the mask gets a one-cell zero border and the box grows to match, so the
+    bilinear resize fades out at the box edge instead of clamping there.
+    """
+    size = probabilities.shape[-1]
+    padded = np.pad(probabilities.astype(np.float32), 1)
+    grow = (size + 2) / size
+    center_x, center_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    half_w, half_h = (box[2] - box[0]) / 2 * grow, (box[3] - box[1]) / 2 * grow
+    x0, y0 = int(center_x - half_w), int(center_y - half_h)
+    x1, y1 = int(center_x + half_w), int(center_y + half_h)
+    w, h = max(x1 - x0 + 1, 1), max(y1 - y0 + 1, 1)
+    resized = np.asarray(Image.fromarray(padded, mode="F").resize((w, h), Image.BILINEAR))
+    image = np.zeros((height, width), np.float32)
+    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1 + 1, width), min(y1 + 1, height)
+    if ix1 > ix0 and iy1 > iy0:
+        image[iy0:iy1, ix0:ix1] = resized[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]
+    return image
 
 
 def predict_split(predictor, split_json: Path, spec: InputSpec, score_threshold: float, progress=None) -> list:

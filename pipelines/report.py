@@ -10,10 +10,15 @@ import pandas as pd
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
-# Metrics file of a cell -> the columns of the long table it fills, with their prefix.
-SOURCES = {"pytorch.json": "", "ir.json": "ir_", "train.json": ""}
+PRECISIONS = ("fp32", "fp16", "int8")
+# Metrics file of a cell -> prefix of its keys in the long table. FP32 IR keys read `ir_*`.
+SOURCES = {"pytorch.json": "", "train.json": "", "ir_fp32.json": "ir_", "ir_fp16.json": "ir_fp16_",
+           "ir_int8.json": "ir_int8_"}
 LONG_COLUMNS = ["template", "dataset", "segm_map", "bbox_map", "ir_segm_map", "ir_bbox_map", "ir_minus_pytorch",
-                "gflops", "params_m", "best_epoch", "train_seconds"]
+                "ir_fp16_segm_map", "ir_int8_segm_map", "int8_minus_fp32", "gflops", "params_m", "latency_ms",
+                "ir_latency_ms", "ir_int8_latency_ms", "ir_throughput_fps", "ir_int8_throughput_fps",
+                "best_epoch", "train_seconds", "segm_map50", "bbox_map50"]
+INT8_TOLERANCE = 1.5  # segm mAP points INT8 may lose against FP32 before the report flags it
 
 
 def collect(metrics_dir: Path, templates: list, datasets: list) -> pd.DataFrame:
@@ -27,27 +32,57 @@ def collect(metrics_dir: Path, templates: list, datasets: list) -> pd.DataFrame:
                 if path.is_file():
                     row.update({prefix + k: v for k, v in json.loads(path.read_text()).items()})
             rows.append(row)
-    long = pd.DataFrame(rows).reindex(columns=LONG_COLUMNS + ["segm_map50", "bbox_map50"])
+    long = pd.DataFrame(rows).reindex(columns=LONG_COLUMNS)
     long["ir_minus_pytorch"] = (long["ir_segm_map"] - long["segm_map"]).round(3)
+    long["int8_minus_fp32"] = (long["ir_int8_segm_map"] - long["ir_segm_map"]).round(3)
     return long
 
 
-def benchmark_table(long: pd.DataFrame, datasets: list) -> pd.DataFrame:
-    """The seed's table: Model | GFLOPs | Params (M) | Average segm mAP | one column per dataset."""
-    per_dataset = long.pivot(index="template", columns="dataset", values="segm_map").reindex(columns=datasets)
+def per_class(metrics_dir: Path, templates: list, datasets: list) -> pd.DataFrame:
+    """Long table of per-class AP: template, dataset, class, segm_ap, segm_ap50, bbox_ap, bbox_ap50."""
+    rows = []
+    for template in templates:
+        for dataset in datasets:
+            path = metrics_dir / f"{template}-{dataset}" / "per_class.json"
+            if path.is_file():
+                for name, values in json.loads(path.read_text()).items():
+                    rows.append({"template": template, "dataset": dataset, "class": name, **values})
+    return pd.DataFrame(rows, columns=["template", "dataset", "class", "segm_ap", "segm_ap50", "bbox_ap", "bbox_ap50"])
+
+
+def benchmark_table(long: pd.DataFrame, datasets: list, value: str = "segm_map") -> pd.DataFrame:
+    """The seed's table: Model | GFLOPs | Params (M) | Average | one column per dataset."""
+    per_dataset = long.pivot(index="template", columns="dataset", values=value).reindex(columns=datasets)
     complexity = long.groupby("template")[["gflops", "params_m"]].mean()
+    # A missing dataset leaves the average empty: an average over fewer datasets would not compare.
     table = pd.concat([complexity, per_dataset.mean(axis=1, skipna=False).rename("average"), per_dataset], axis=1)
     table.index.name = "model"
+    label = "segm" if value.startswith("segm") else "bbox"
     return table.reset_index().rename(columns={"gflops": "GFLOPs", "params_m": "Params (M)",
-                                               "average": "Average segm mAP"})
+                                               "average": f"Average {label} mAP"})
 
 
 def ir_table(long: pd.DataFrame) -> pd.DataFrame:
-    """PyTorch vs OpenVINO IR segm mAP per template x dataset."""
-    table = long[["template", "dataset", "segm_map", "ir_segm_map", "ir_minus_pytorch", "bbox_map", "ir_bbox_map"]]
-    return table.rename(columns={"segm_map": "PyTorch segm mAP", "ir_segm_map": "IR segm mAP",
-                                 "ir_minus_pytorch": "IR - PyTorch", "bbox_map": "PyTorch bbox mAP",
-                                 "ir_bbox_map": "IR bbox mAP"})
+    """PyTorch against each IR precision, segm mAP per template x dataset."""
+    table = long[["template", "dataset", "segm_map", "ir_segm_map", "ir_minus_pytorch", "ir_fp16_segm_map",
+                  "ir_int8_segm_map", "int8_minus_fp32"]].copy()
+    lost = table["int8_minus_fp32"] < -INT8_TOLERANCE
+    table["note"] = lost.map({True: f"INT8 loses more than {INT8_TOLERANCE} points", False: ""})
+    return table.rename(columns={"segm_map": "PyTorch", "ir_segm_map": "IR FP32", "ir_minus_pytorch": "FP32 - PyTorch",
+                                 "ir_fp16_segm_map": "IR FP16", "ir_int8_segm_map": "IR INT8",
+                                 "int8_minus_fp32": "INT8 - FP32"})
+
+
+def speed_table(long: pd.DataFrame) -> pd.DataFrame:
+    """Per template, medians over its datasets: batch-1 latency, OpenVINO throughput, and the ratios."""
+    columns = ["latency_ms", "ir_latency_ms", "ir_int8_latency_ms", "ir_throughput_fps", "ir_int8_throughput_fps"]
+    table = long.groupby("template")[columns].median()
+    table["FP32 speed-up over PyTorch"] = table["latency_ms"] / table["ir_latency_ms"]
+    table["INT8 speed-up over FP32"] = table["ir_latency_ms"] / table["ir_int8_latency_ms"]
+    return table.reset_index().rename(columns={
+        "latency_ms": "PyTorch latency (ms)", "ir_latency_ms": "FP32 latency (ms)",
+        "ir_int8_latency_ms": "INT8 latency (ms)", "ir_throughput_fps": "FP32 throughput (img/s)",
+        "ir_int8_throughput_fps": "INT8 throughput (img/s)"})
 
 
 def dataset_table(stats_dir: Path, datasets: list) -> pd.DataFrame:
@@ -64,9 +99,9 @@ def dataset_table(stats_dir: Path, datasets: list) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _markdown(table: pd.DataFrame) -> str:
+def _markdown(table: pd.DataFrame, floatfmt=".1f") -> str:
     # An empty cell means the stage that fills it has not run or failed: never a stale number.
-    return table.to_markdown(index=False, floatfmt=".1f", missingval="not run")
+    return table.to_markdown(index=False, floatfmt=floatfmt, missingval="not run")
 
 
 def plot_segm(long: pd.DataFrame, path: Path) -> None:
@@ -79,24 +114,36 @@ def plot_segm(long: pd.DataFrame, path: Path) -> None:
     plt.close(ax.figure)
 
 
-def write_report(long: pd.DataFrame, stats_dir: Path, datasets: list, out_dir: Path) -> None:
+def write_report(long: pd.DataFrame, classes: pd.DataFrame, stats_dir: Path, datasets: list, out_dir: Path) -> None:
     """Writes benchmark.md, benchmark.csv and segm_map.png into `out_dir`, each replaced atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     sections = [
         "# Instance segmentation benchmark",
         "Segm and bbox mAP@[.5:.95] in percent on each dataset's test split; the average is the plain mean "
         "over datasets. GFLOPs are multiply-accumulates of one inference at the template's input size (the "
-        "seed's convention), averaged over datasets (the class count changes the heads slightly).",
+        "seed's convention), averaged over datasets (the class count changes the heads slightly). "
+        "A cell reading `not run` belongs to a stage that has not run or failed.",
         "## Segm mAP", _markdown(benchmark_table(long, datasets)),
         "![segm mAP per dataset](segm_map.png)",
-        "## Bbox mAP", _markdown(long.pivot(index="template", columns="dataset", values="bbox_map")
-                                 .reindex(columns=datasets).reset_index()),
-        "## OpenVINO IR against PyTorch", _markdown(ir_table(long)),
-        "## Datasets", _markdown(dataset_table(stats_dir, datasets)),
+        "## Bbox mAP", _markdown(benchmark_table(long, datasets, "bbox_map")),
+        "## OpenVINO IR against PyTorch",
+        "Segm mAP of each exported IR, computed with the same pre/post-processing and metric code as PyTorch's.",
+        _markdown(ir_table(long)),
+        "## Speed",
+        "On this machine's CPU at each template's input size: batch-1 latency is the median of repeated runs "
+        "after warm-up; OpenVINO throughput runs asynchronous requests under its throughput hint. Medians over "
+        "datasets.",
+        _markdown(speed_table(long), floatfmt=".2f"),
+        "## Per-class segm AP",
     ]
+    for dataset in datasets:
+        table = classes[classes["dataset"] == dataset].pivot(index="class", columns="template", values="segm_ap")
+        if not table.empty:
+            sections += [f"### {dataset}", _markdown(table.reset_index())]
+    sections += ["## Datasets", _markdown(dataset_table(stats_dir, datasets))]
     _atomic_write(out_dir / "benchmark.md", "\n\n".join(sections) + "\n")
     _atomic_write(out_dir / "benchmark.csv", long.to_csv(index=False))
-    tmp = out_dir / ".segm_map.png.tmp.png"
+    tmp = out_dir / ".segm_map.tmp.png"
     plot_segm(long, tmp)
     os.replace(tmp, out_dir / "segm_map.png")
 

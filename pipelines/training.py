@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from pipelines import inference
+from pipelines.engines import torch_predictor
 from pipelines.evaluation import coco_metrics
 from pipelines.models.maskrcnn import InferenceGraph, build_model
 
@@ -100,16 +101,6 @@ def train_one_epoch(model, loader, optimizer, scheduler, epoch: int, grad_clip: 
     return {name: total / len(loader) for name, total in sums.items()}
 
 
-def torch_predictor(model):
-    """A `pipelines.inference` predictor running the model's inference graph with PyTorch."""
-    graph = InferenceGraph(model)
-
-    def predict(batch: np.ndarray):
-        with torch.no_grad():
-            return [t.numpy() for t in graph(torch.from_numpy(batch))]
-    return predict
-
-
 def fit(spec, spec_dict: dict, data_dir: Path, out_dir: Path, log=print) -> dict:
     """Trains template `spec` on the prepared dataset in `data_dir`; writes `<out_dir>/model.pt`.
 
@@ -134,7 +125,7 @@ def fit(spec, spec_dict: dict, data_dir: Path, out_dir: Path, log=print) -> dict
         start = time.monotonic()
         losses = train_one_epoch(model, loader, optimizer, scheduler, epoch, spec.grad_clip, log)
         model.eval()
-        results = inference.predict_split(torch_predictor(model), data_dir / "val.json", input_spec,
+        results = inference.predict_split(torch_predictor(InferenceGraph(model)), data_dir / "val.json", input_spec,
                                           spec.score_threshold)
         val = coco_metrics(data_dir / "val.json", results)
         history.append({"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **losses,

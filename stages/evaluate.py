@@ -1,16 +1,15 @@
-"""Stage evaluate: COCO segm and bbox mAP of a trained PyTorch model on the test split, and its complexity."""
+"""Stage evaluate: COCO segm and bbox mAP of a trained PyTorch model on the test split, per class too;
+its complexity and batch-1 latency."""
 
 import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from pipelines import engines
 from pipelines.config import load_params
-from pipelines.evaluation import coco_metrics
-from pipelines.inference import predict_split
+from pipelines.evaluation import evaluate
+from pipelines.inference import load_image, predict_split, preprocess
+from pipelines.speed import latency
 
 
 def parser() -> argparse.ArgumentParser:
@@ -19,24 +18,28 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True, help="model.pt written by the train stage")
     p.add_argument("--test", type=Path, required=True, help="prepared test split (COCO json)")
     p.add_argument("--out", type=Path, required=True, help="metrics json to write")
+    p.add_argument("--per-class", type=Path, required=True, help="json to write the per-class AP to")
     return p
 
 
 def main(args=None) -> None:
     args = parser().parse_args(args)
-    engine = engines.get(load_params().templates[args.template].engine)
+    params = load_params()
+    engine = engines.get(params.templates[args.template].engine)
     loaded = engine.load(args.model)
-
-    def predictor(batch: np.ndarray):
-        with torch.no_grad():
-            return [t.numpy() for t in loaded.graph(torch.from_numpy(batch))]
-
-    results = predict_split(predictor, args.test, loaded.input_spec, loaded.score_threshold)
-    metrics = {**coco_metrics(args.test, results), **engine.complexity(args.model)}
+    predictor = engines.torch_predictor(loaded.graph)
+    metrics, per_class = evaluate(args.test, predict_split(predictor, args.test, loaded.input_spec,
+                                                           loaded.score_threshold))
+    first = json.loads(args.test.read_text())["images"][0]
+    batch, _ = preprocess(load_image(args.test.parent / first["file_name"]), loaded.input_spec)
+    speed = params.speed
+    metrics["latency_ms"] = round(1000 * latency(predictor, batch, speed["warmup"], speed["repeats"]), 2)
+    metrics.update(engine.complexity(args.model))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(metrics, indent=2))
-    print(f"PyTorch on {args.test}: segm mAP {metrics['segm_map']}, bbox mAP {metrics['bbox_map']}, "
-          f"{metrics['gflops']} GFLOPs, {metrics['params_m']} M params")
+    args.per_class.write_text(json.dumps(per_class, indent=2))
+    print(f"PyTorch on {args.test}: segm mAP {metrics['segm_map']:.2f}, bbox mAP {metrics['bbox_map']:.2f}, "
+          f"{metrics['gflops']} GFLOPs, {metrics['params_m']} M params, latency {metrics['latency_ms']} ms")
 
 
 if __name__ == "__main__":

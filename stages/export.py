@@ -1,31 +1,42 @@
-"""Stage export: converts a trained model's inference graph to OpenVINO IR (model.xml + model.bin)."""
+"""Stage export: converts a trained model's inference graph to OpenVINO IR, one folder per precision.
+
+    <out>/fp32/model.{xml,bin}   the traced graph (always)
+    <out>/fp16/model.{xml,bin}   the same with half-precision weights (if export.precisions lists fp16)
+    <out>/int8/model.{xml,bin}   NNCF post-training quantization, calibrated on training images (if int8)
+"""
 
 import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pipelines import engines
 from pipelines.config import load_params
-from pipelines.export import export_ir
+from pipelines.export import convert, quantize_int8, save
 from pipelines.inference import load_image, preprocess
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--template", required=True, help="key under `templates` in params.yaml")
     p.add_argument("--model", type=Path, required=True, help="model.pt written by the train stage")
-    p.add_argument("--sample", type=Path, required=True, help="a COCO split whose images are tried as trace inputs")
-    p.add_argument("--out", type=Path, required=True, help="model.xml to write (model.bin beside it)")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset (val.json traces, train.json calibrates)")
+    p.add_argument("--out", type=Path, required=True, help="folder for one subfolder per precision")
     return p
 
 
-def trace_input(graph, split_json: Path, input_spec):
-    """The first image of the split on which the graph detects something: tracing needs detections."""
+def inputs(split_json: Path, input_spec, count: int, seed: int = 0) -> list:
+    """Preprocessed inputs of `count` images of a split, drawn reproducibly."""
     images = json.loads(split_json.read_text())["images"]
-    for image in images:
-        batch, _ = preprocess(load_image(split_json.parent / image["file_name"]), input_spec)
+    chosen = np.random.default_rng(seed).permutation(len(images))[:count]
+    return [preprocess(load_image(split_json.parent / images[i]["file_name"]), input_spec)[0] for i in sorted(chosen)]
+
+
+def trace_input(graph, split_json: Path, input_spec) -> np.ndarray:
+    """The first image of the split on which the graph detects something: tracing needs detections."""
+    for batch in inputs(split_json, input_spec, count=len(json.loads(split_json.read_text())["images"])):
         with torch.no_grad():
             if len(graph(torch.from_numpy(batch))[1]):
                 return batch
@@ -34,10 +45,21 @@ def trace_input(graph, split_json: Path, input_spec):
 
 def main(args=None) -> None:
     args = parser().parse_args(args)
-    loaded = engines.get(load_params().templates[args.template].engine).load(args.model, for_export=True)
-    example = trace_input(loaded.graph, args.sample, loaded.input_spec)
-    export_ir(loaded.graph, example, loaded.labels, loaded.input_spec.to_dict(), loaded.score_threshold, args.out)
-    print(f"exported {args.model} to {args.out}")
+    params = load_params()
+    loaded = engines.get(params.templates[args.template].engine).load(args.model, for_export=True)
+    example = trace_input(loaded.graph, args.data / "val.json", loaded.input_spec)
+    unknown = set(params.export["precisions"]) - {"fp32", "fp16", "int8"}
+    if unknown:
+        raise SystemExit(f"params.yaml: export.precisions: unknown {sorted(unknown)}; expected fp32, fp16, int8")
+    model = convert(loaded.graph, example, loaded.labels, loaded.input_spec.to_dict(), loaded.score_threshold)
+    fp32 = args.out / "fp32" / "model.xml"
+    save(model, fp32)  # always: FP16 and INT8 derive from it
+    if "fp16" in params.export["precisions"]:
+        save(model, args.out / "fp16" / "model.xml", fp16=True)
+    if "int8" in params.export["precisions"]:
+        calibration = inputs(args.data / "train.json", loaded.input_spec, params.export["calibration_images"])
+        save(quantize_int8(fp32, calibration), args.out / "int8" / "model.xml")
+    print(f"exported {args.model} to {', '.join(sorted(p.name for p in args.out.iterdir()))} IRs in {args.out}")
 
 
 if __name__ == "__main__":

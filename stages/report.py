@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 
 from pipelines.config import load_params
-from pipelines.report import collect, write_report
+from pipelines.report import collect, per_class, write_report
 
 
 def parser() -> argparse.ArgumentParser:
@@ -20,7 +20,8 @@ def main(args=None) -> None:
     params = load_params()
     datasets = list(params.datasets)
     long = collect(args.metrics, params.run_templates, datasets)
-    write_report(long, args.stats, datasets, args.out)
+    classes = per_class(args.metrics, params.run_templates, datasets)
+    write_report(long, classes, args.stats, datasets, args.out)
     print(long[["template", "dataset", "segm_map", "ir_segm_map"]].to_string(index=False))
     print(f"report written to {args.out / 'benchmark.md'}")
 

@@ -35,7 +35,7 @@ def main(args=None) -> None:
     summary = {"best_epoch": result["best_epoch"], "best_val_segm_map": result["best_val_segm_map"],
                "train_seconds": round(time.monotonic() - start, 1)}
     (args.metrics / "train.json").write_text(json.dumps(summary, indent=2))
-    print(f"best epoch {summary['best_epoch']}: val segm mAP {summary['best_val_segm_map']}")
+    print(f"best epoch {summary['best_epoch']}: val segm mAP {summary['best_val_segm_map']:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Stage validate: the OpenVINO IR on the same test split, scored by the same metric code as evaluate.
+"""Stage validate: one exported IR on the same test split, scored by the same code as evaluate; its speed.
 
 It reads the IR alone: labels, input spec and score threshold come from the IR's runtime info.
 """
@@ -7,9 +7,11 @@ import argparse
 import json
 from pathlib import Path
 
-from pipelines.evaluation import coco_metrics
-from pipelines.export import OpenVinoPredictor
-from pipelines.inference import InputSpec, predict_split
+from pipelines.config import load_params
+from pipelines.evaluation import evaluate
+from pipelines.inference import InputSpec, load_image, predict_split, preprocess
+from pipelines.ir import OpenVinoPredictor
+from pipelines.speed import latency, openvino_throughput
 
 
 def parser() -> argparse.ArgumentParser:
@@ -22,12 +24,18 @@ def parser() -> argparse.ArgumentParser:
 
 def main(args=None) -> None:
     args = parser().parse_args(args)
+    speed = load_params().speed
     predictor = OpenVinoPredictor(args.ir)
-    spec = InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in predictor.input_spec.items()})
-    metrics = coco_metrics(args.test, predict_split(predictor, args.test, spec, predictor.score_threshold))
+    spec = InputSpec.from_dict(predictor.input_spec)
+    metrics, _ = evaluate(args.test, predict_split(predictor, args.test, spec, predictor.score_threshold))
+    first = json.loads(args.test.read_text())["images"][0]
+    batch, _ = preprocess(load_image(args.test.parent / first["file_name"]), spec)
+    metrics["latency_ms"] = round(1000 * latency(predictor, batch, speed["warmup"], speed["repeats"]), 2)
+    metrics["throughput_fps"] = round(openvino_throughput(args.ir, batch, speed["throughput_seconds"]), 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(metrics, indent=2))
-    print(f"OpenVINO IR on {args.test}: segm mAP {metrics['segm_map']}, bbox mAP {metrics['bbox_map']}")
+    print(f"OpenVINO IR {args.ir} on {args.test}: segm mAP {metrics['segm_map']:.2f}, bbox mAP "
+          f"{metrics['bbox_map']:.2f}, latency {metrics['latency_ms']} ms, throughput {metrics['throughput_fps']} images/s")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from pipelines.evaluation import STAT_NAMES, coco_metrics
+from pipelines.evaluation import STAT_NAMES, coco_metrics, evaluate
 
 
 def rle(mask):
@@ -70,3 +70,18 @@ def test_empty_predictions_score_zero(case):
     gt_path, _ = case
     metrics = coco_metrics(gt_path, [])
     assert metrics["segm_map"] == 0 and metrics["bbox_map"] == 0
+
+
+def test_per_class_ap_matches_pycocotools_on_one_class(case):
+    gt_path, results = case
+    _, per_class = evaluate(gt_path, json.loads(json.dumps(results)))
+    for cat_id, name in ((1, "a"), (2, "b")):
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = COCO(str(gt_path))
+            evaluator = COCOeval(gt, gt.loadRes(json.loads(json.dumps(results))), "segm")
+            evaluator.params.catIds = [cat_id]
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+        assert per_class[name]["segm_ap"] == pytest.approx(evaluator.stats[0] * 100, abs=1e-3)
+        assert per_class[name]["segm_ap50"] == pytest.approx(evaluator.stats[1] * 100, abs=1e-3)

@@ -6,63 +6,101 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.config import TemplateSpec as Spec
-from pipelines.export import OpenVinoPredictor, export_ir
+from pipelines.config import TemplateSpec
+from pipelines.export import convert, quantize_int8, save
 from pipelines.inference import InputSpec, postprocess, preprocess
+from pipelines.ir import OpenVinoPredictor
 from pipelines.models.maskrcnn import InferenceGraph, build_model
+
+SPEC = TemplateSpec(engine="torchvision", backbone="resnet18", input_size=96, pretrained="none", epochs=1,
+                    batch_size=1, lr=0.01, momentum=0.9, weight_decay=0, warmup_iters=1, schedule="constant",
+                    grad_clip=0, fpn_channels=32, anchor_sizes=[8, 16, 32, 64, 128], rpn_proposals=[100, 40],
+                    rois_per_image=32, box_head_width=64, mask_head_channels=[32],
+                    score_threshold=0.0)  # random weights: keep every detection so there is something to compare
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    spec = Spec(engine="torchvision", backbone="resnet18", input_size=96, pretrained="none", epochs=1, batch_size=1,
-                lr=0.01, momentum=0.9, weight_decay=0, warmup_iters=1, schedule="constant", grad_clip=0,
-                fpn_channels=32, anchor_sizes=[8, 16, 32, 64, 128], rpn_proposals=[100, 40], rois_per_image=32,
-                box_head_width=64, mask_head_channels=[32], score_threshold=0.0)  # random weights: keep everything
     torch.manual_seed(0)
-    graph = InferenceGraph(build_model(spec, 2))
+    graph = InferenceGraph(build_model(SPEC, 2))
     rng = np.random.default_rng(0)
     example, _ = preprocess(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8), InputSpec(size=96))
-    xml = tmp_path_factory.mktemp("ir") / "model.xml"
-    export_ir(graph, example, ["cat", "dog"], InputSpec(size=96).to_dict(), 0.0, xml)
-    return graph, xml, rng
+    folder = tmp_path_factory.mktemp("ir")
+    model = convert(graph, example, ["cat", "dog"], InputSpec(size=96).to_dict(), 0.0)
+    save(model, folder / "fp32" / "model.xml")
+    save(model, folder / "fp16" / "model.xml", fp16=True)
+    calibration = [preprocess(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8), InputSpec(size=96))[0] for _ in range(3)]
+    save(quantize_int8(folder / "fp32" / "model.xml", calibration), folder / "int8" / "model.xml")
+    return graph, folder, rng
 
 
-def test_ir_matches_pytorch(exported):
-    graph, xml, rng = exported
+def test_fp32_ir_matches_pytorch(exported):
+    graph, folder, rng = exported
     batch, _ = preprocess(rng.integers(0, 255, (60, 90, 3), dtype=np.uint8), InputSpec(size=96))
     with torch.no_grad():
         expected = [t.numpy() for t in graph(torch.from_numpy(batch))]
-    got = OpenVinoPredictor(xml)(batch)
+    got = OpenVinoPredictor(folder / "fp32" / "model.xml")(batch)
     assert len(got[1]) == len(expected[1]) > 0
     for ours, theirs in zip(got, expected):
         assert np.allclose(ours, theirs, atol=1e-3)
 
 
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_compressed_irs_are_smaller_and_carry_metadata(exported, precision):
+    _, folder, rng = exported
+    assert (folder / precision / "model.bin").stat().st_size < 0.6 * (folder / "fp32" / "model.bin").stat().st_size
+    predictor = OpenVinoPredictor(folder / precision / "model.xml")
+    assert predictor.labels == ["cat", "dog"] and predictor.input_spec["size"] == 96
+    batch, _ = preprocess(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8), InputSpec(size=96))
+    boxes, scores, labels, masks = predictor(batch)
+    assert boxes.shape[1:] == (4,) and masks.shape[1:] == (28, 28) and len(scores) == len(labels)
+
+
 def test_ir_carries_its_metadata(exported):
-    _, xml, _ = exported
-    predictor = OpenVinoPredictor(xml)
+    _, folder, _ = exported
+    predictor = OpenVinoPredictor(folder / "fp32" / "model.xml")
     assert predictor.labels == ["cat", "dog"]
-    assert predictor.input_spec["size"] == 96 and predictor.input_spec["resize_mode"] == "letterbox"
+    assert predictor.input_spec == {"size": 96, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                                    "resize_mode": "letterbox"}
     assert predictor.score_threshold == 0.0
 
 
-def test_ir_runs_on_grayscale_non_square_and_large_images(exported):
-    _, xml, rng = exported
-    predictor = OpenVinoPredictor(xml)
-    for shape in ((30, 200), (500, 120), (96, 96)):
+def test_ir_on_grayscale_non_square_small_and_large_images(exported):
+    _, folder, rng = exported
+    predictor = OpenVinoPredictor(folder / "fp32" / "model.xml")
+    for shape in ((30, 200), (500, 120), (40, 40), (1000, 1400)):
         gray = np.repeat(rng.integers(0, 255, shape + (1,), dtype=np.uint8), 3, axis=2)
         batch, scale = preprocess(gray, InputSpec(size=96))
         results = postprocess(predictor(batch), scale, shape[0], shape[1], 1, 0.0)
+        assert results
         for r in results:
             x, y, w, h = r["bbox"]
             assert 0 <= x and x + w <= shape[1] + 1e-3 and 0 <= y and y + h <= shape[0] + 1e-3
+            assert r["segmentation"]["size"] == list(shape)
 
 
-def test_ir_runs_without_training_code(exported):
-    """The IR and openvino alone: a fresh process that imports nothing of this project."""
-    _, xml, _ = exported
-    code = (f"import json, numpy as np, openvino as ov; m = ov.Core().read_model({str(xml)!r}); "
-            "print(json.loads(m.get_rt_info(['model_info', 'labels']).astype(str))); "
-            "c = ov.Core().compile_model(m, 'CPU'); print(len(c(np.zeros((1, 3, 96, 96), np.float32))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=xml.parent)
-    assert out.stdout.split("\n")[:2] == ["['cat', 'dog']", "4"]
+def test_ir_with_no_detection_above_threshold(exported):
+    _, folder, rng = exported
+    batch, scale = preprocess(rng.integers(0, 255, (50, 50, 3), dtype=np.uint8), InputSpec(size=96))
+    assert postprocess(OpenVinoPredictor(folder / "fp32" / "model.xml")(batch), scale, 50, 50, 1, 1.01) == []
+
+
+def test_predict_runs_from_the_ir_alone(exported, tmp_path):
+    """`predict` in a fresh process: IR and images in, predictions and overlays out, no torch imported."""
+    _, folder, rng = exported
+    (tmp_path / "images").mkdir()
+    from PIL import Image
+    for name, shape in (("wide.png", (40, 120, 3)), ("gray.jpg", (90, 60))):
+        Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(tmp_path / "images" / name)
+    code = ("import sys, runpy; sys.argv = ['predict'] + sys.argv[1:]; "
+            "runpy.run_module('pipelines.predict', run_name='__main__'); "
+            "assert 'torch' not in sys.modules and 'pipelines.training' not in sys.modules, 'imported training code'")
+    from tests.conftest import ROOT
+    result = subprocess.run([sys.executable, "-c", code, "--ir", str(folder / "int8" / "model.xml"), "--images",
+                             str(tmp_path / "images"), "--out", str(tmp_path / "out"), "--score-threshold", "0"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert [i["height"] for i in predictions["images"]] == [90, 40]  # sorted: gray.jpg, wide.png
+    assert [c["name"] for c in predictions["categories"]] == ["cat", "dog"] and predictions["annotations"]
+    assert sorted(p.name for p in (tmp_path / "out" / "overlays").iterdir()) == ["gray.png", "wide.png"]

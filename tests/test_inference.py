@@ -35,3 +35,20 @@ def test_postprocess_no_detections_and_threshold():
     assert postprocess(empty, 1.0, 10, 10, 1, 0.05) == []
     low = (np.array([[0, 0, 5, 5]], np.float32), np.array([0.01], np.float32), np.array([1]), np.ones((1, 28, 28)))
     assert postprocess(low, 1.0, 10, 10, 1, 0.05) == []
+
+
+def test_mask_paste_agrees_with_torchvision():
+    import torch
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    from pipelines.inference import paste_mask
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        probabilities = rng.random((28, 28)).astype(np.float32)
+        x0, y0 = rng.uniform(-10, 60, size=2)
+        box = np.array([x0, y0, x0 + rng.uniform(5, 60), y0 + rng.uniform(5, 60)], np.float32)
+        ours = paste_mask(probabilities, box, 100, 90) >= 0.5
+        theirs = paste_masks_in_image(torch.from_numpy(probabilities)[None, None], torch.from_numpy(box)[None],
+                                      (100, 90), padding=1)[0, 0].numpy() >= 0.5
+        union = (ours | theirs).sum()
+        assert union == 0 or (ours & theirs).sum() / union > 0.9

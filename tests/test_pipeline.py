@@ -14,6 +14,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ["cityscapes", "pets", "pets_half", "wgisd_1", "wgisd_5"]
+PRECISIONS = ["fp32", "int8"]
 
 
 def run(args, cwd, check=True):
@@ -38,6 +39,8 @@ def repo(tmp_path_factory):
     params["demo"].update(cityscapes={"train": 8, "val": 4}, pets={"trainval": 12, "test": 6},
                           wgisd={"train": 12, "test": 6})
     params["templates"]["tiny"].update(epochs=1, input_size=96, warmup_iters=2)
+    params["export"].update(precisions=PRECISIONS, calibration_images=2)
+    params["speed"].update(warmup=1, repeats=2, throughput_seconds=0.3)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], repo)
     run(["git", "add", "-A"], repo)
@@ -55,19 +58,22 @@ def ran_stages(output: str) -> set:
 @pytest.mark.slow
 def test_report_matches_metrics(repo):
     repo, output = repo
-    assert {f"validate@tiny-{d}" for d in DATASETS} <= ran_stages(output)
+    assert {f"validate@tiny-{d}-{p}" for d in DATASETS for p in PRECISIONS} <= ran_stages(output)
     table = pd.read_csv(repo / "reports" / "benchmark.csv")
     assert sorted(table["dataset"]) == sorted(DATASETS) and set(table["template"]) == {"tiny"}
     for row in table.itertuples():
         pytorch = json.loads((repo / "metrics" / f"tiny-{row.dataset}" / "pytorch.json").read_text())
-        ir = json.loads((repo / "metrics" / f"tiny-{row.dataset}" / "ir.json").read_text())
-        assert row.segm_map == pytorch["segm_map"] and row.ir_segm_map == ir["segm_map"]
-        assert row.bbox_map == pytorch["bbox_map"] and row.gflops == pytorch["gflops"] > 0
+        ir = json.loads((repo / "metrics" / f"tiny-{row.dataset}" / "ir_fp32.json").read_text())
+        int8 = json.loads((repo / "metrics" / f"tiny-{row.dataset}" / "ir_int8.json").read_text())
+        assert row.segm_map == pytest.approx(pytorch["segm_map"]) and row.ir_segm_map == pytest.approx(ir["segm_map"])
+        assert row.ir_int8_segm_map == pytest.approx(int8["segm_map"]) and row.ir_int8_latency_ms > 0
+        assert row.bbox_map == pytest.approx(pytorch["bbox_map"]) and row.gflops == pytorch["gflops"] > 0
     markdown = (repo / "reports" / "benchmark.md").read_text()
     line = next(l for l in markdown.splitlines() if l.startswith("| tiny"))
     cells = [c.strip() for c in line.strip("|").split("|")]
     average, per_dataset = float(cells[3]), [float(c) for c in cells[4:9]]
     assert average == pytest.approx(sum(per_dataset) / 5, abs=0.06)
+    assert "## Speed" in markdown and "## Per-class segm AP" in markdown
     assert (repo / "reports" / "segm_map.png").stat().st_size > 1000
 
 
@@ -83,7 +89,8 @@ def test_second_repro_runs_nothing(repo):
 def test_changing_one_template_param_reruns_its_stages_and_report_only(repo):
     repo, _ = repo
     result = run(["dvc", "exp", "run", "-S", "templates.tiny.lr=0.005"], repo)
-    expected = {f"{stage}@tiny-{d}" for stage in ("train", "evaluate", "export", "validate") for d in DATASETS}
+    expected = {f"{stage}@tiny-{d}" for stage in ("train", "evaluate", "export") for d in DATASETS}
+    expected |= {f"validate@tiny-{d}-{p}" for d in DATASETS for p in PRECISIONS}
     assert ran_stages(result.stdout) == expected | {"report"}
 
 

@@ -23,6 +23,17 @@ class Loaded:
     score_threshold: float
 
 
+def torch_predictor(graph):
+    """A `pipelines.inference` predictor running an engine's inference graph with PyTorch."""
+    import numpy as np
+    import torch
+
+    def predict(batch: np.ndarray):
+        with torch.no_grad():
+            return [t.numpy() for t in graph(torch.from_numpy(batch))]
+    return predict
+
+
 def get(name: str):
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r}; expected one of {sorted(ENGINES)}")

@@ -1,0 +1,91 @@
+"""Predict with an exported IR alone: images in, COCO-json predictions and overlay images out.
+
+    python -m pipelines.predict --ir models/tiny-pets/ir/fp32/model.xml --images photos/ --out predictions/
+
+Everything the IR needs (labels, input size, mean/std, resize mode, score threshold) is read from the
+IR itself; this module imports neither torch nor any training code.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pycocotools.mask as mask_utils
+from PIL import Image, ImageDraw
+
+from pipelines.inference import InputSpec, load_image, postprocess, preprocess
+from pipelines.ir import OpenVinoPredictor
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ir", type=Path, required=True, help="model.xml of an exported IR (model.bin beside it)")
+    p.add_argument("--images", type=Path, nargs="+", required=True, help="image files or folders of images")
+    p.add_argument("--out", type=Path, required=True, help="folder for predictions.json and overlays/")
+    p.add_argument("--score-threshold", type=float, help="default: the threshold stored in the IR")
+    p.add_argument("--show-threshold", type=float, default=0.3, help="overlays draw detections above this score")
+    p.add_argument("--device", default="CPU", help="OpenVINO device (default: CPU)")
+    return p
+
+
+def image_files(paths: list[Path]) -> list[Path]:
+    files = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("._"))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise SystemExit(f"predict: {path} does not exist")
+    if not files:
+        raise SystemExit(f"predict: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(map(str, paths))}")
+    return files
+
+
+def overlay(image: np.ndarray, results: list, labels: list) -> Image.Image:
+    """The image with each detection's mask tinted, its box drawn and its label and score written."""
+    canvas = image.astype(np.float32)
+    for r in results:
+        color = np.asarray(PALETTE[(r["category_id"] - 1) % len(PALETTE)], np.float32)
+        mask = mask_utils.decode(r["segmentation"]).astype(bool)
+        canvas[mask] = 0.5 * canvas[mask] + 0.5 * color
+    picture = Image.fromarray(canvas.clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(picture)
+    for r in results:
+        x, y, w, h = r["bbox"]
+        color = PALETTE[(r["category_id"] - 1) % len(PALETTE)]
+        draw.rectangle((x, y, x + w, y + h), outline=color, width=2)
+        draw.text((x + 2, y + 1), f"{labels[r['category_id'] - 1]} {r['score']:.2f}", fill=color)
+    return picture
+
+
+def main(args=None) -> None:
+    args = parser().parse_args(args)
+    predictor = OpenVinoPredictor(args.ir, device=args.device)
+    spec = InputSpec.from_dict(predictor.input_spec)
+    threshold = predictor.score_threshold if args.score_threshold is None else args.score_threshold
+    (args.out / "overlays").mkdir(parents=True, exist_ok=True)
+    images, predictions = [], []
+    files = image_files(args.images)
+    for image_id, path in enumerate(files, 1):
+        pixels = load_image(path)
+        batch, scale = preprocess(pixels, spec)
+        results = postprocess(predictor(batch), scale, pixels.shape[0], pixels.shape[1], image_id, threshold)
+        images.append({"id": image_id, "file_name": str(path), "height": pixels.shape[0], "width": pixels.shape[1]})
+        predictions += results
+        shown = [r for r in results if r["score"] >= args.show_threshold]
+        overlay(pixels, shown, predictor.labels).save(args.out / "overlays" / f"{path.stem}.png")
+        print(f"[{image_id}/{len(files)}] {path}: {len(results)} objects", flush=True)
+    categories = [{"id": i + 1, "name": name} for i, name in enumerate(predictor.labels)]
+    (args.out / "predictions.json").write_text(json.dumps(
+        {"images": images, "categories": categories, "annotations": predictions}))
+    print(f"wrote {args.out / 'predictions.json'} and {len(files)} overlays")
+
+
+if __name__ == "__main__":
+    main()
