@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipelines.config import load_params  # noqa: E402
 from pipelines.datasets.shapes import SHAPES, background, random_box, shape_mask, texture  # noqa: E402
+from pipelines import engines  # noqa: E402
 from pipelines.engines import torch_predictor  # noqa: E402
 from pipelines.export import convert, quantize_int8, save  # noqa: E402
 from pipelines.inference import InputSpec, preprocess  # noqa: E402
@@ -52,6 +53,7 @@ def main() -> None:
     for name in names:
         spec = params.templates[name]
         spec = type(spec)(**{**spec.__dict__, "pretrained": "none"})
+        engine = engines.get(spec.engine)
         torch.manual_seed(0)
         graph = InferenceGraph(build_model(spec, 2))
         input_spec = InputSpec(size=spec.input_size)
@@ -60,7 +62,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             fp32, int8 = Path(tmp) / "fp32" / "model.xml", Path(tmp) / "int8" / "model.xml"
             save(convert(graph, batch, ["a", "b"], input_spec.to_dict(), spec.score_threshold), fp32)
-            save(quantize_int8(fp32, calibration), int8)
+            save(quantize_int8(fp32, calibration, engine.INT8_FLOAT_SCOPES), int8)
 
             eager = torch_predictor(graph)
             warmup = 2

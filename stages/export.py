@@ -46,7 +46,8 @@ def trace_input(graph, split_json: Path, input_spec) -> np.ndarray:
 def main(args=None) -> None:
     args = parser().parse_args(args)
     params = load_params()
-    loaded = engines.get(params.templates[args.template].engine).load(args.model, for_export=True)
+    engine = engines.get(params.templates[args.template].engine)
+    loaded = engine.load(args.model, for_export=True)
     example = trace_input(loaded.graph, args.data / "val.json", loaded.input_spec)
     unknown = set(params.export["precisions"]) - {"fp32", "fp16", "int8"}
     if unknown:
@@ -58,7 +59,7 @@ def main(args=None) -> None:
         save(model, args.out / "fp16" / "model.xml", fp16=True)
     if "int8" in params.export["precisions"]:
         calibration = inputs(args.data / "train.json", loaded.input_spec, params.export["calibration_images"])
-        save(quantize_int8(fp32, calibration), args.out / "int8" / "model.xml")
+        save(quantize_int8(fp32, calibration, engine.INT8_FLOAT_SCOPES), args.out / "int8" / "model.xml")
     print(f"exported {args.model} to {', '.join(sorted(p.name for p in args.out.iterdir()))} IRs in {args.out}")
 
 

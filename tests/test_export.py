@@ -30,7 +30,7 @@ def exported(tmp_path_factory):
     save(model, folder / "fp32" / "model.xml")
     save(model, folder / "fp16" / "model.xml", fp16=True)
     calibration = [preprocess(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8), InputSpec(size=96))[0] for _ in range(3)]
-    save(quantize_int8(folder / "fp32" / "model.xml", calibration), folder / "int8" / "model.xml")
+    save(quantize_int8(folder / "fp32" / "model.xml", calibration, ("rpn", "roi_heads")), folder / "int8" / "model.xml")
     return graph, folder, rng
 
 
@@ -104,3 +104,16 @@ def test_predict_runs_from_the_ir_alone(exported, tmp_path):
     assert [i["height"] for i in predictions["images"]] == [90, 40]  # sorted: gray.jpg, wide.png
     assert [c["name"] for c in predictions["categories"]] == ["cat", "dog"] and predictions["annotations"]
     assert sorted(p.name for p in (tmp_path / "out" / "overlays").iterdir()) == ["gray.png", "wide.png"]
+
+
+def test_int8_keeps_box_arithmetic_in_float(exported):
+    import openvino as ov
+    _, folder, _ = exported
+    model = ov.Core().read_model(folder / "int8" / "model.xml")
+    quantized_inputs = [inp.get_node() for op in model.get_ops() if op.get_type_name() == "FakeQuantize"
+                        for inp in op.output(0).get_target_inputs()]
+    assert any("body" in n.get_friendly_name() for n in quantized_inputs)  # the backbone is INT8
+    in_heads = [n for n in quantized_inputs if "roi_heads" in n.get_friendly_name() or "rpn" in n.get_friendly_name()]
+    # ShapeOf reads only a tensor's shape, never its quantized values.
+    assert in_heads and {n.get_type_name() for n in in_heads} <= {"Convolution", "ConvolutionBackpropData", "MatMul",
+                                                                 "ShapeOf"}

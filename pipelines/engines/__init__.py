@@ -5,6 +5,7 @@ An engine module provides:
     load(checkpoint, for_export=False) -> Loaded             the inference graph and what it needs;
                                                              for export, with no score threshold inside
     complexity(checkpoint) -> dict                           {"gflops": ..., "params_m": ...}
+    INT8_FLOAT_SCOPES                                        IR layer-name parts whose box arithmetic stays float
 The inference graph is a torch module following `pipelines.inference`'s predictor contract, so
 evaluation and OpenVINO export are the same for every engine.
 """

@@ -12,6 +12,11 @@ from pipelines.models.maskrcnn import InferenceGraph, build_model
 from pipelines.models.maskrcnn import complexity as model_complexity
 
 
+# Module names, as they appear in the exported IR's layer names, of the parts that decode and pool
+# boxes: INT8 export keeps their arithmetic in float (see pipelines.export.quantize_int8).
+INT8_FLOAT_SCOPES = ("rpn", "roi_heads")
+
+
 def train(spec: TemplateSpec, spec_dict: dict, data_dir: Path, out_dir: Path, log=print) -> dict:
     return training.fit(spec, spec_dict, data_dir, out_dir, log)
 
