@@ -62,23 +62,27 @@ def benchmark_table(long: pd.DataFrame, datasets: list, value: str = "segm_map")
                                                "average": f"Average {label} mAP"})
 
 
-def ir_table(long: pd.DataFrame) -> pd.DataFrame:
-    """PyTorch against each IR precision, segm mAP per template x dataset."""
-    table = long[["template", "dataset", "segm_map", "ir_segm_map", "ir_minus_pytorch", "ir_fp16_segm_map",
-                  "ir_int8_segm_map", "int8_minus_fp32"]].copy()
-    lost = table["int8_minus_fp32"] < -INT8_TOLERANCE
-    table["note"] = lost.map({True: f"INT8 loses more than {INT8_TOLERANCE} points", False: ""})
+def ir_table(long: pd.DataFrame, precisions: list) -> pd.DataFrame:
+    """PyTorch against each exported IR precision, segm mAP per template x dataset."""
+    columns = ["template", "dataset", "segm_map", "ir_segm_map", "ir_minus_pytorch"]
+    columns += ["ir_fp16_segm_map"] * ("fp16" in precisions) + ["ir_int8_segm_map", "int8_minus_fp32"] * ("int8" in precisions)
+    table = long[columns].copy()
+    if "int8" in precisions:
+        lost = table["int8_minus_fp32"] < -INT8_TOLERANCE
+        table["note"] = lost.map({True: f"INT8 loses more than {INT8_TOLERANCE} points", False: ""})
     return table.rename(columns={"segm_map": "PyTorch", "ir_segm_map": "IR FP32", "ir_minus_pytorch": "FP32 - PyTorch",
                                  "ir_fp16_segm_map": "IR FP16", "ir_int8_segm_map": "IR INT8",
                                  "int8_minus_fp32": "INT8 - FP32"})
 
 
-def speed_table(long: pd.DataFrame) -> pd.DataFrame:
+def speed_table(long: pd.DataFrame, precisions: list) -> pd.DataFrame:
     """Per template, medians over its datasets: batch-1 latency, OpenVINO throughput, and the ratios."""
-    columns = ["latency_ms", "ir_latency_ms", "ir_int8_latency_ms", "ir_throughput_fps", "ir_int8_throughput_fps"]
-    table = long.groupby("template")[columns].median()
+    int8 = "int8" in precisions
+    columns = ["latency_ms", "ir_latency_ms"] + ["ir_int8_latency_ms"] * int8 + ["ir_throughput_fps"]
+    table = long.groupby("template")[columns + ["ir_int8_throughput_fps"] * int8].median()
     table["FP32 speed-up over PyTorch"] = table["latency_ms"] / table["ir_latency_ms"]
-    table["INT8 speed-up over FP32"] = table["ir_latency_ms"] / table["ir_int8_latency_ms"]
+    if int8:
+        table["INT8 speed-up over FP32"] = table["ir_latency_ms"] / table["ir_int8_latency_ms"]
     return table.reset_index().rename(columns={
         "latency_ms": "PyTorch latency (ms)", "ir_latency_ms": "FP32 latency (ms)",
         "ir_int8_latency_ms": "INT8 latency (ms)", "ir_throughput_fps": "FP32 throughput (img/s)",
@@ -101,7 +105,9 @@ def dataset_table(stats_dir: Path, datasets: list) -> pd.DataFrame:
 
 def _markdown(table: pd.DataFrame, floatfmt=".1f") -> str:
     # An empty cell means the stage that fills it has not run or failed: never a stale number.
-    return table.to_markdown(index=False, floatfmt=floatfmt, missingval="not run")
+    # tabulate's missingval covers None only, so NaN (a missing metrics file) becomes None first.
+    return table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=floatfmt,
+                                                                        missingval="not run")
 
 
 def plot_segm(long: pd.DataFrame, path: Path) -> None:
@@ -114,7 +120,8 @@ def plot_segm(long: pd.DataFrame, path: Path) -> None:
     plt.close(ax.figure)
 
 
-def write_report(long: pd.DataFrame, classes: pd.DataFrame, stats_dir: Path, datasets: list, out_dir: Path) -> None:
+def write_report(long: pd.DataFrame, classes: pd.DataFrame, stats_dir: Path, datasets: list, precisions: list,
+                 out_dir: Path) -> None:
     """Writes benchmark.md, benchmark.csv and segm_map.png into `out_dir`, each replaced atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     sections = [
@@ -127,13 +134,14 @@ def write_report(long: pd.DataFrame, classes: pd.DataFrame, stats_dir: Path, dat
         "![segm mAP per dataset](segm_map.png)",
         "## Bbox mAP", _markdown(benchmark_table(long, datasets, "bbox_map")),
         "## OpenVINO IR against PyTorch",
-        "Segm mAP of each exported IR, computed with the same pre/post-processing and metric code as PyTorch's.",
-        _markdown(ir_table(long)),
+        "Segm mAP of each exported IR (the precisions `export.precisions` selects), computed with the same "
+        "pre/post-processing and metric code as PyTorch's.",
+        _markdown(ir_table(long, precisions)),
         "## Speed",
         "On this machine's CPU at each template's input size: batch-1 latency is the median of repeated runs "
         "after warm-up; OpenVINO throughput runs asynchronous requests under its throughput hint. Medians over "
         "datasets.",
-        _markdown(speed_table(long), floatfmt=".2f"),
+        _markdown(speed_table(long, precisions), floatfmt=".2f"),
         "## Per-class segm AP",
     ]
     for dataset in datasets:

@@ -6,6 +6,7 @@ import json
 import math
 import random
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +102,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, epoch: int, grad_clip: 
     return {name: total / len(loader) for name, total in sums.items()}
 
 
-def fit(spec, spec_dict: dict, data_dir: Path, out_dir: Path, log=print) -> dict:
+def fit(spec, data_dir: Path, out_dir: Path, log=print) -> dict:
     """Trains template `spec` on the prepared dataset in `data_dir`; writes `<out_dir>/model.pt`.
 
     The saved checkpoint is the epoch with the best validation segm mAP. Returns the per-epoch history.
@@ -135,7 +136,7 @@ def fit(spec, spec_dict: dict, data_dir: Path, out_dir: Path, log=print) -> dict
             f"bbox mAP {val['bbox_map']:.1f} ({history[-1]['seconds']} s)")
         if best is None or val["segm_map"] > best:
             best = val["segm_map"]
-            torch.save({"model": model.state_dict(), "template": spec_dict, "labels": labels, "epoch": epoch},
+            torch.save({"model": model.state_dict(), "template": asdict(spec), "labels": labels, "epoch": epoch},
                        out_dir / "model.pt")
     return {"history": history, "best_epoch": max(history, key=lambda h: h["val_segm_map"])["epoch"],
             "best_val_segm_map": best}

@@ -21,7 +21,7 @@ def main(args=None) -> None:
     datasets = list(params.datasets)
     long = collect(args.metrics, params.run_templates, datasets)
     classes = per_class(args.metrics, params.run_templates, datasets)
-    write_report(long, classes, args.stats, datasets, args.out)
+    write_report(long, classes, args.stats, datasets, params.export["precisions"], args.out)
     print(long[["template", "dataset", "segm_map", "ir_segm_map"]].to_string(index=False))
     print(f"report written to {args.out / 'benchmark.md'}")
 

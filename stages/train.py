@@ -4,7 +4,6 @@ import argparse
 import csv
 import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from pipelines import engines
@@ -25,7 +24,7 @@ def main(args=None) -> None:
     spec = load_params().templates[args.template]
     start = time.monotonic()
     print(f"training {args.template} ({spec.backbone}, {spec.input_size}px, {spec.epochs} epochs) on {args.data}")
-    result = engines.get(spec.engine).train(spec, asdict(spec), args.data, args.out, log=lambda m: print(m, flush=True))
+    result = engines.get(spec.engine).train(spec, args.data, args.out, log=lambda m: print(m, flush=True))
     args.metrics.mkdir(parents=True, exist_ok=True)
     history = result["history"]
     with open(args.metrics / "train_log.csv", "w", newline="") as f:

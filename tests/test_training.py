@@ -1,6 +1,4 @@
 import json
-from dataclasses import asdict
-
 import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
@@ -56,8 +54,8 @@ def test_warmup_then_cosine():
 
 def test_fit_keeps_best_epoch_and_is_deterministic(prepared, tiny_spec, tmp_path):
     spec = tiny_spec(epochs=2)
-    first = training.fit(spec, asdict(spec), prepared, tmp_path / "a", log=lambda _: None)
-    second = training.fit(spec, asdict(spec), prepared, tmp_path / "b", log=lambda _: None)
+    first = training.fit(spec, prepared, tmp_path / "a", log=lambda _: None)
+    second = training.fit(spec, prepared, tmp_path / "b", log=lambda _: None)
     assert [h["epoch"] for h in first["history"]] == [1, 2]
     assert first["history"] == [{**h, "seconds": f["seconds"]} for h, f in zip(second["history"], first["history"])]
     saved = torch.load(tmp_path / "a" / "model.pt", weights_only=False)
@@ -67,4 +65,4 @@ def test_fit_keeps_best_epoch_and_is_deterministic(prepared, tiny_spec, tmp_path
 def test_diverging_loss_stops_with_step(prepared, tiny_spec, tmp_path):
     spec = tiny_spec(lr=1e6, grad_clip=0.0, warmup_iters=1)
     with pytest.raises(FloatingPointError, match="at epoch 1 step"):
-        training.fit(spec, asdict(spec), prepared, tmp_path, log=lambda _: None)
+        training.fit(spec, prepared, tmp_path, log=lambda _: None)
