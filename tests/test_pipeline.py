@@ -107,8 +107,8 @@ def test_incomplete_dataset_root_stops_prepare_with_clear_message(repo):
                   "--stats", str(broken / "stats.json")], repo, check=False)
     assert failed.returncode != 0
     message = failed.stderr.strip().splitlines()
-    assert message[0] == (f"prepare: dataset 'pets' (oxford_pets at broken/pets): "
-                          f"broken/pets/annotations/trainval.txt is missing; expected under broken/pets:")
+    assert message[0] == ("prepare: dataset 'pets' (oxford_pets at broken/pets): "
+                          "broken/pets/annotations/trainval.txt is missing; expected under broken/pets:")
     assert "Traceback" not in failed.stderr
     via_dvc = run(["dvc", "repro", "prepare@pets"], repo, check=False)
     assert via_dvc.returncode != 0 and "broken/pets/annotations/trainval.txt is missing" in via_dvc.stderr + via_dvc.stdout
