@@ -89,18 +89,55 @@ def speed_table(long: pd.DataFrame, precisions: list) -> pd.DataFrame:
         "ir_int8_throughput_fps": "INT8 throughput (img/s)"})
 
 
-def dataset_table(stats_dir: Path, datasets: list) -> pd.DataFrame:
+def _stats(stats_dir: Path, datasets: list) -> dict:
+    """dataset -> the statistics `prepare` wrote, for the datasets that have been prepared."""
+    paths = {dataset: stats_dir / f"{dataset}.json" for dataset in datasets}
+    return {dataset: json.loads(path.read_text()) for dataset, path in paths.items() if path.is_file()}
+
+
+def dataset_table(stats: dict) -> pd.DataFrame:
+    """One row per dataset x split: images, objects, crowd regions and what was converted or left out."""
     rows = []
-    for dataset in datasets:
-        path = stats_dir / f"{dataset}.json"
-        if not path.is_file():
-            continue
-        stats = json.loads(path.read_text())
-        for split, s in stats["splits"].items():
+    for dataset, data in stats.items():
+        for split, s in data["splits"].items():
             rows.append({"dataset": dataset, "split": split, "images": s["images"],
                          "instances": sum(s["instances"].values()), "crowd regions": sum(s["crowd_regions"].values()),
-                         "skipped": len(s["skipped"]), "classes": len(stats["labels"])})
+                         "images without objects": s["images_without_objects"], "converted": len(s["converted"]),
+                         "skipped objects": len(s["skipped_objects"])})
+        rows.append({"dataset": dataset, "split": "(left out)", "images": len(data["skipped_images"])})
     return pd.DataFrame(rows)
+
+
+def class_table(stats: dict) -> pd.DataFrame:
+    """Instances (and crowd regions) per dataset x class, one column per split."""
+    rows = [{"dataset": dataset, "class": label, "split": split, "count": s[kind].get(label, 0), "kind": kind}
+            for dataset, data in stats.items() for split, s in data["splits"].items()
+            for label in data["labels"] for kind in ("instances", "crowd_regions")]
+    long = pd.DataFrame(rows)
+    if long.empty:
+        return long
+    long["column"] = long["split"] + long["kind"].map({"instances": "", "crowd_regions": " crowd"})
+    order = [f"{split}{suffix}" for suffix in ("", " crowd") for split in ("train", "val", "test")]
+    table = long.pivot_table(index=["dataset", "class"], columns="column", values="count", sort=False)
+    return table.reindex(columns=[c for c in order if c in table.columns]).astype(int).reset_index()
+
+
+def left_out_table(stats: dict, limit: int = 20) -> pd.DataFrame:
+    """Every image or object converted or left out, with the reason; at most `limit` rows per dataset."""
+    rows = []
+    for dataset, data in stats.items():
+        entries = [(f"(subset {e['subset']})", "skipped image", e) for e in data["skipped_images"]]
+        for split, s in data["splits"].items():
+            entries += [(split, what, e) for key, what in (("skipped_objects", "skipped object"),
+                                                           ("converted", "converted image"))
+                        for e in s[key]]
+        for split, what, entry in entries[:limit]:
+            rows.append({"dataset": dataset, "split": split, "what": what, "image": entry["image"],
+                         "reason": entry["reason"]})
+        if len(entries) > limit:
+            rows.append({"dataset": dataset, "split": "", "what": f"{len(entries) - limit} more",
+                         "image": "", "reason": f"listed in data/stats/{dataset}.json"})
+    return pd.DataFrame(rows, columns=["dataset", "split", "what", "image", "reason"])
 
 
 def _markdown(table: pd.DataFrame, floatfmt=".1f") -> str:
@@ -148,7 +185,15 @@ def write_report(long: pd.DataFrame, classes: pd.DataFrame, stats_dir: Path, dat
         table = classes[classes["dataset"] == dataset].pivot(index="class", columns="template", values="segm_ap")
         if not table.empty:
             sections += [f"### {dataset}", _markdown(table.reset_index())]
-    sections += ["## Datasets", _markdown(dataset_table(stats_dir, datasets))]
+    stats = _stats(stats_dir, datasets)
+    left_out = left_out_table(stats)
+    sections += ["## Datasets",
+                 "Images and objects per split after `prepare` (train and val are what training saw; test is "
+                 "what every number above is measured on). Crowd regions are ignored the COCO way in evaluation.",
+                 _markdown(dataset_table(stats)),
+                 "### Instances per class", _markdown(class_table(stats)),
+                 "### Converted and left out",
+                 _markdown(left_out) if not left_out.empty else "Nothing: every image and object was used as shipped."]
     _atomic_write(out_dir / "benchmark.md", "\n\n".join(sections) + "\n")
     _atomic_write(out_dir / "benchmark.csv", long.to_csv(index=False))
     tmp = out_dir / ".segm_map.tmp.png"

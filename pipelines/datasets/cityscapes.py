@@ -10,6 +10,8 @@ a class that has instances.
       gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_instanceIds.png
 
 Subsets are the official splits (`train`, `val`; `test` has no public labels and is not read).
+macOS AppleDouble files (`._*`) are ignored; an annotation whose image is missing or unreadable is
+skipped and named in the statistics.
 """
 
 from functools import lru_cache
@@ -22,7 +24,7 @@ from datumaro.components.importer import Importer
 from datumaro.components.media import Image
 from PIL import Image as PILImage
 
-from pipelines.datasets.layout import require
+from pipelines.datasets.layout import ItemError, require, skipped_item
 
 # The 8 classes Cityscapes evaluates instances of (label id: name). Caravan (29) and trailer (30)
 # have instance ids too but are not evaluated, so they are dropped like the stuff classes.
@@ -39,7 +41,16 @@ def check_layout(root: Path) -> None:
 @lru_cache(maxsize=2)
 def _instance_ids(path: str) -> np.ndarray:
     # One decode serves all masks of an image: they are read one after the other.
-    return np.asarray(PILImage.open(path))
+    try:
+        with PILImage.open(path) as image:
+            return np.asarray(image)
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ItemError(f"{path}: cannot read the instance ids ({error})") from None
+
+
+def _present_values(ids: np.ndarray) -> np.ndarray:
+    """The distinct pixel values of an instanceIds image (a count, much faster than np.unique's sort)."""
+    return np.flatnonzero(np.bincount(ids.ravel()))
 
 
 class CityscapesInstancesBase(SubsetBase):
@@ -52,9 +63,19 @@ class CityscapesInstancesBase(SubsetBase):
         root = Path(path)
         for ids_file in sorted((root / "gtFine" / subset).glob("*/*_gtFine_instanceIds.png")):
             stem = ids_file.name[: -len("_gtFine_instanceIds.png")]
+            if stem.startswith("._"):
+                continue
             image_file = root / "leftImg8bit" / subset / ids_file.parent.name / f"{stem}_leftImg8bit.png"
+            if not image_file.is_file():
+                self._items.append(skipped_item(stem, subset, f"image {image_file} is missing"))
+                continue
+            try:
+                values = _present_values(_instance_ids(str(ids_file)))
+            except ItemError as error:
+                self._items.append(skipped_item(stem, subset, str(error)))
+                continue
             annotations = []
-            for value in np.unique(_instance_ids(str(ids_file))):
+            for value in values:
                 label_id, is_crowd = (value // 1000, False) if value >= 1000 else (value, True)
                 if label_id not in label_index:
                     continue

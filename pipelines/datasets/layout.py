@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from datumaro.components.dataset_base import DatasetItem
+
 
 class DatasetLayoutError(Exception):
     """A dataset root is missing or lacks a file or folder its format needs."""
@@ -18,3 +20,15 @@ def require(root: Path, entries: list[str], layout: str) -> None:
     for entry in entries:
         if not (root / entry).exists():
             raise DatasetLayoutError(f"{root / entry} is missing; expected under {root}:\n{layout}")
+
+
+class ItemError(Exception):
+    """A problem confined to one image (its annotation file is missing, broken or disagrees with it).
+
+    `prepare` skips that image and lists it, with this message as the reason, in the statistics.
+    """
+
+
+def skipped_item(item_id: str, subset: str, reason: str) -> DatasetItem:
+    """A placeholder for an image an importer had to leave out; `prepare` counts it and names it with `reason`."""
+    return DatasetItem(id=item_id, subset=subset, attributes={"skipped": reason})

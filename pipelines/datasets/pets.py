@@ -8,7 +8,8 @@
 The instance mask comes from the trimap; the border band (value 3) lies on the pet's outline and
 counts as pet unless `border_is_pet` is false. The box is left to be taken from the mask: the VOC
 boxes in annotations/xmls frame the head only. Classes are `cat`/`dog` or, with `breeds`, the 37
-breeds. Subsets are the official lists `trainval` and `test`.
+breeds. Subsets are the official lists `trainval` and `test`. A listed image without its jpg or
+trimap, or with a class id outside the list's classes, is skipped and named in the statistics.
 """
 
 from pathlib import Path
@@ -20,7 +21,7 @@ from datumaro.components.importer import Importer
 from datumaro.components.media import Image
 from PIL import Image as PILImage
 
-from pipelines.datasets.layout import DatasetLayoutError, require
+from pipelines.datasets.layout import DatasetLayoutError, ItemError, require, skipped_item
 
 SPLIT_LISTS = ("trainval", "test")
 LAYOUT = __doc__.split("\n\n")[1]
@@ -44,7 +45,13 @@ def read_list(path: Path) -> list[tuple[str, int, int]]:
 
 
 def _trimap_mask(path: str, border_is_pet: bool) -> np.ndarray:
-    trimap = np.asarray(PILImage.open(path))
+    try:
+        with PILImage.open(path) as image:
+            trimap = np.asarray(image)
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ItemError(f"{path}: cannot read the trimap ({error})") from None
+    if trimap.ndim != 2:
+        raise ItemError(f"{path}: a trimap has one channel, this one has shape {trimap.shape}")
     return (trimap == 1) | (trimap == 3) if border_is_pet else trimap == 1
 
 
@@ -63,14 +70,20 @@ class OxfordPetsBase(SubsetBase):
             labels = ["cat", "dog"]
         self._categories = {AnnotationType.label: LabelCategories.from_iterable(labels)}
         for name, class_id, species in rows:
-            trimap = root / "annotations" / "trimaps" / f"{name}.png"
-            if not trimap.is_file():
-                raise DatasetLayoutError(f"{trimap} is missing: every image in {subset}.txt needs a trimap")
+            trimap, image = root / "annotations" / "trimaps" / f"{name}.png", root / "images" / f"{name}.jpg"
+            if breeds and class_id not in names or not breeds and species not in (1, 2):
+                value = f"class id {class_id}" if breeds else f"species {species}"
+                self._items.append(skipped_item(name, subset, f"{subset}.txt: {value} is outside the class list"))
+                continue
+            missing = [p for p in (image, trimap) if not p.is_file()]
+            if missing:
+                self._items.append(skipped_item(name, subset, f"listed in {subset}.txt but {missing[0]} is missing"))
+                continue
             label = labels.index(names[class_id]) if breeds else species - 1
             mask = Mask(image=lambda p=str(trimap): _trimap_mask(p, border_is_pet), label=label, id=0,
                         attributes={"is_crowd": False})
             self._items.append(DatasetItem(id=name, subset=subset, annotations=[mask],
-                                           media=Image.from_file(path=str(root / "images" / f"{name}.jpg"))))
+                                           media=Image.from_file(path=str(image))))
 
 
 class OxfordPetsImporter(Importer):

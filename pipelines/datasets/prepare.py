@@ -4,24 +4,28 @@ Output layout (one folder per dataset key):
 
     <out>/train.json, val.json, test.json   COCO instances, RLE masks, 1-based category ids
     <out>/images/<item id>.<ext>            the images, copied byte for byte
-    <out>/stats.json                        images and instances per split and class, skipped objects
+    <out>/stats.json                        images and instances per split and class; what was converted
+                                            or skipped, and why
 """
 
 import json
 import shutil
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pycocotools.mask as mask_utils
 from datumaro.components.annotation import AnnotationType, Mask, Polygon
 from datumaro.components.dataset import Dataset
+from datumaro.components.dataset_base import DatasetItem
 from datumaro.components.environment import Environment
 from datumaro.components.errors import DatasetImportError
 from PIL import Image as PILImage
+from tqdm import tqdm
 
-from pipelines.datasets import cityscapes, pets, wgisd
-from pipelines.datasets.layout import DatasetLayoutError
+from pipelines.datasets import cityscapes, coco_json, pets, wgisd
+from pipelines.datasets.layout import DatasetLayoutError, ItemError
 
 ROLES = ("train", "val", "test")
 # Formats this project reads with its own plugins (module with check_layout, Importer, SubsetBase).
@@ -29,6 +33,7 @@ PLUGINS = {
     "cityscapes_instances": (cityscapes, cityscapes.CityscapesInstancesImporter, cityscapes.CityscapesInstancesBase),
     "oxford_pets": (pets, pets.OxfordPetsImporter, pets.OxfordPetsBase),
     "wgisd": (wgisd, wgisd.WgisdImporter, wgisd.WgisdBase),
+    "coco_json": (coco_json, coco_json.CocoJsonImporter, coco_json.CocoJsonBase),
 }
 
 
@@ -55,7 +60,7 @@ def import_dataset(format: str, root: Path, options: dict) -> Dataset:
         raise
 
 
-def assign_roles(dataset: Dataset, subsets: dict, subsample: float, val_ratio: float, test_ratio: float,
+def assign_roles(items: list, categories, subsets: dict, subsample: float, val_ratio: float, test_ratio: float,
                  seed: int) -> dict:
     """Maps the dataset's subsets to train/val/test, then splits only what is missing.
 
@@ -66,13 +71,12 @@ def assign_roles(dataset: Dataset, subsets: dict, subsample: float, val_ratio: f
     if unknown:
         raise ValueError(f"subsets maps to {sorted(unknown)}; roles are {ROLES}")
     roles = {role: [] for role in ROLES}
-    for item in dataset:
+    for item in items:
         if item.subset in subsets:
             roles[subsets[item.subset]].append(item)
     if not roles["train"]:
-        raise DatasetLayoutError(f"no images for training: subsets {sorted(dataset.subsets())} found, "
+        raise DatasetLayoutError(f"no images for training: subsets {sorted({i.subset for i in items})} found, "
                                  f"params map {subsets}")
-    categories = dataset.categories()
     if not roles["test"]:
         roles["train"], roles["test"] = _split(roles["train"], categories, 1 - test_ratio, seed)
     if subsample < 1.0:
@@ -90,44 +94,127 @@ def _split(items: list, categories, keep: float, seed: int) -> tuple[list, list]
     return [i for i in items if i.id in chosen], [i for i in items if i.id not in chosen]
 
 
-def write_coco(items: list, labels: list[str], out_dir: Path, role: str) -> dict:
-    """Writes `<out_dir>/<role>.json` and copies the images; returns the split's statistics."""
-    images, annotations, skipped = [], [], []
+@dataclass
+class Sample:
+    """One image that passed the checks: its item, size, why it must be converted ("" if not), its objects."""
+    item: DatasetItem
+    width: int
+    height: int
+    conversion: str
+    objects: list                  # (label index, is crowd, RLE) per object
+    skipped_objects: list          # {"image", "reason"} per object left out
+
+
+def check_item(item: DatasetItem) -> Sample:
+    """Decodes the image and every mask of `item` once; raises `ItemError` when the image is unusable.
+
+    Unusable: unreadable, truncated, its masks broken or of another size. An image in a mode or
+    format the models do not take (grayscale, CMYK, RGBA, PNG data under a .jpg name) is usable and
+    marked for conversion to an RGB PNG.
+    """
+    if item.media is None:
+        raise ItemError("no image")
+    width, height, conversion = _inspect_image(Path(item.media.path))
+    skipped = []
+    objects = _instances(item, height, width, skipped)
+    return Sample(item, width, height, conversion, objects, skipped)
+
+
+def write_coco(samples: list[Sample], labels: list[str], out_dir: Path, role: str) -> dict:
+    """Writes `<out_dir>/<role>.json` and the images; returns the split's statistics."""
+    images, annotations = [], []
     counts, crowd = Counter(), Counter()
-    for image_id, item in enumerate(sorted(items, key=lambda i: i.id), 1):
-        source = Path(item.media.path)
-        file_name = f"images/{item.id}{source.suffix.lower()}"
-        target = out_dir / file_name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-        with PILImage.open(source) as image:
-            width, height = image.size
-        images.append({"id": image_id, "file_name": file_name, "width": width, "height": height})
-        for ann in item.annotations:
-            if ann.type not in (AnnotationType.mask, AnnotationType.polygon):
-                continue
-            rle = _rle(ann, height, width)
-            area = float(mask_utils.area(rle))
-            if area == 0:
-                skipped.append({"image": item.id, "reason": "empty mask"})
-                continue
-            is_crowd = bool(ann.attributes.get("is_crowd", False))
-            (crowd if is_crowd else counts)[labels[ann.label]] += 1
-            rle["counts"] = rle["counts"].decode("ascii")
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": ann.label + 1,
-                                "segmentation": rle, "area": area, "bbox": mask_utils.toBbox(rle).tolist(),
+    stats = {"images_without_objects": 0, "converted": [], "skipped_objects": []}
+    for sample in sorted(samples, key=lambda s: s.item.id):
+        file_name = _store_image(Path(sample.item.media.path), out_dir, sample.item.id, sample.conversion)
+        if sample.conversion:
+            stats["converted"].append({"image": sample.item.id, "reason": sample.conversion})
+        stats["skipped_objects"] += sample.skipped_objects
+        image_id = len(images) + 1
+        images.append({"id": image_id, "file_name": file_name, "width": sample.width, "height": sample.height})
+        stats["images_without_objects"] += not sample.objects
+        for label, is_crowd, rle in sample.objects:
+            (crowd if is_crowd else counts)[labels[label]] += 1
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label + 1,
+                                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
+                                "area": float(mask_utils.area(rle)), "bbox": mask_utils.toBbox(rle).tolist(),
                                 "iscrowd": int(is_crowd)})
     coco = {"images": images, "annotations": annotations,
             "categories": [{"id": i + 1, "name": name} for i, name in enumerate(labels)]}
     (out_dir / f"{role}.json").write_text(json.dumps(coco))
-    return {"images": len(images), "instances": dict(counts), "crowd_regions": dict(crowd), "skipped": skipped}
+    return {"images": len(images), "instances": dict(counts), "crowd_regions": dict(crowd), **stats}
+
+
+def _inspect_image(path: Path) -> tuple[int, int, str]:
+    """(width, height, why it must be converted or ""), after decoding the whole file once."""
+    if path.name.startswith("._"):
+        raise ItemError(f"{path}: a macOS AppleDouble file, not an image")
+    if not path.is_file():
+        raise ItemError(f"image {path} is missing")
+    try:
+        with PILImage.open(path) as image:
+            image.load()  # a full decode: truncated and corrupt files fail here, not in training
+            expected = PILImage.registered_extensions().get(path.suffix.lower())
+            if image.format != expected:
+                conversion = f"{image.format} data under a {path.suffix} name"
+            elif image.mode != "RGB":
+                conversion = f"{image.mode} image"
+            else:
+                conversion = ""
+            return image.width, image.height, conversion
+    except (OSError, SyntaxError, ValueError, PILImage.DecompressionBombError) as error:
+        raise ItemError(f"{path}: unreadable image ({error})") from None
+
+
+def _store_image(source: Path, out_dir: Path, item_id: str, conversion: str) -> str:
+    """Copies the image byte for byte, or writes it as an RGB PNG when it needs `conversion`."""
+    file_name = f"images/{item_id}{'.png' if conversion else source.suffix.lower()}"
+    target = out_dir / file_name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if conversion:
+        with PILImage.open(source) as image:
+            image.convert("RGB").save(target)
+    else:
+        shutil.copyfile(source, target)
+    return file_name
+
+
+def _instances(item, height: int, width: int, skipped: list) -> list[tuple[int, bool, dict]]:
+    """(label, is crowd, RLE) per object of `item`; objects Datumaro split into parts (one group) are merged.
+
+    Objects the benchmark cannot use (no mask, an empty mask, no label) go to `skipped` with the reason.
+    """
+    skipped += [{"image": item.id, "reason": reason} for reason in item.attributes.get("skipped_objects", [])]
+    parts, boxes = {}, []
+    for index, ann in enumerate(item.annotations):
+        if ann.type == AnnotationType.bbox:
+            boxes.append(ann)
+        elif ann.type in (AnnotationType.mask, AnnotationType.polygon):
+            key = (ann.group, ann.label) if ann.group else ("object", index)
+            parts.setdefault(key, []).append(ann)
+    grouped = {ann.group for anns in parts.values() for ann in anns if ann.group}
+    for box in boxes:
+        if not box.group or box.group not in grouped:
+            skipped.append({"image": item.id, "reason": "a box without a mask"})
+    objects = []
+    for anns in parts.values():
+        first = anns[0]
+        if first.label is None:
+            skipped.append({"image": item.id, "reason": "a mask without a label"})
+            continue
+        rle = mask_utils.merge([_rle(ann, height, width) for ann in anns])
+        if mask_utils.area(rle) == 0:
+            skipped.append({"image": item.id, "reason": "an empty mask"})
+            continue
+        objects.append((first.label, bool(first.attributes.get("is_crowd", False)), rle))
+    return objects
 
 
 def _rle(ann, height: int, width: int) -> dict:
     if isinstance(ann, Mask):
-        image = ann.image
+        image = ann.image  # may raise ItemError: the importer found this image's annotation file broken
         if image.shape != (height, width):
-            raise DatasetLayoutError(f"a mask of shape {image.shape} on an image of {height} x {width}")
+            raise ItemError(f"a mask of {image.shape[0]} x {image.shape[1]} on an image of {height} x {width}")
         return mask_utils.encode(np.asfortranarray(image.astype(np.uint8)))
     assert isinstance(ann, Polygon)
     return mask_utils.merge(mask_utils.frPyObjects([ann.points], height, width))
@@ -135,13 +222,24 @@ def _rle(ann, height: int, width: int) -> dict:
 
 def prepare(format: str, root: Path, out_dir: Path, options: dict, subsets: dict, subsample: float,
             val_ratio: float, test_ratio: float, seed: int) -> dict:
-    """The whole stage: import, split, export. Returns the statistics also written to stats.json."""
+    """The whole stage: import, check, split, export. Returns the statistics also written to stats.json."""
     dataset = import_dataset(format, root, options)
     labels = [c.name for c in dataset.categories()[AnnotationType.label]]
-    roles = assign_roles(dataset, subsets, subsample, val_ratio, test_ratio, seed)
+    # Unusable images are left out before the split so that they cannot unbalance it; the statistics name them.
+    samples, skipped = {}, []
+    for item in tqdm(dataset, desc=f"checking {Path(root).name}", unit="image", mininterval=2):
+        try:
+            if "skipped" in item.attributes:
+                raise ItemError(item.attributes["skipped"])
+            samples[item.subset, item.id] = check_item(item)
+        except ItemError as error:
+            skipped.append({"image": item.id, "subset": item.subset, "reason": str(error)})
+    roles = assign_roles([s.item for s in samples.values()], dataset.categories(), subsets, subsample, val_ratio,
+                         test_ratio, seed)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    stats = {"labels": labels, "splits": {role: write_coco(items, labels, out_dir, role) for role, items in roles.items()}}
+    stats = {"labels": labels, "skipped_images": skipped, "splits": {
+        role: write_coco([samples[i.subset, i.id] for i in items], labels, out_dir, role) for role, items in roles.items()}}
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=2))
     return stats

@@ -6,7 +6,8 @@
 
 Only the masked images serve instance segmentation: mask i of the npz belongs to box line i of the
 txt. Classes: one `grape` class, or with `by_variety` the image's variety from its name prefix.
-Subsets are the official lists `train` and `test`.
+Subsets are the official lists `train` and `test`. A listed image whose jpg, txt or npz is missing,
+or whose npz does not hold one mask per box line, is skipped and named in the statistics.
 """
 
 from functools import lru_cache
@@ -18,7 +19,7 @@ from datumaro.components.dataset_base import DatasetItem, SubsetBase
 from datumaro.components.importer import Importer
 from datumaro.components.media import Image
 
-from pipelines.datasets.layout import DatasetLayoutError, require
+from pipelines.datasets.layout import ItemError, require, skipped_item
 
 VARIETIES = {"CDY": "Chardonnay", "CFR": "Cabernet Franc", "CSV": "Cabernet Sauvignon",
              "SVB": "Sauvignon Blanc", "SYH": "Syrah"}
@@ -33,10 +34,13 @@ def check_layout(root: Path) -> None:
 @lru_cache(maxsize=2)
 def _masks(path: Path, box_lines: int) -> np.ndarray:
     """The H x W x n mask stack of one image, checked against its box count (one decode per image)."""
-    with np.load(path) as npz:
-        masks = npz["arr_0"]
+    try:
+        with np.load(path) as npz:
+            masks = npz["arr_0"]
+    except (OSError, ValueError, KeyError) as error:
+        raise ItemError(f"{path}: cannot read the masks ({error})") from None
     if masks.ndim != 3 or masks.shape[2] != box_lines:
-        raise DatasetLayoutError(f"{path}: holds masks of shape {masks.shape}, expected H x W x {box_lines} "
+        raise ItemError(f"{path}: holds masks of shape {masks.shape}, expected H x W x {box_lines} "
                                  f"(one mask per box line of {path.with_suffix('.txt').name})")
     return masks
 
@@ -52,13 +56,15 @@ class WgisdBase(SubsetBase):
         for name in (root / f"{subset}_masked.txt").read_text().split():
             prefix = name.split("_")[0]
             if by_variety and prefix not in VARIETIES:
-                raise DatasetLayoutError(f"{root / f'{subset}_masked.txt'}: {name!r} starts with no known variety "
-                                         f"prefix ({', '.join(VARIETIES)})")
+                reason = f"{subset}_masked.txt: no known variety prefix ({', '.join(VARIETIES)}): outside the class list"
+                self._items.append(skipped_item(name, subset, reason))
+                continue
             label = list(VARIETIES).index(prefix) if by_variety else 0
             npz, boxes = root / "data" / f"{name}.npz", root / "data" / f"{name}.txt"
-            for needed in (npz, boxes, root / "data" / f"{name}.jpg"):
-                if not needed.is_file():
-                    raise DatasetLayoutError(f"{needed} is missing: {name} is listed in {subset}_masked.txt")
+            missing = [p for p in (root / "data" / f"{name}.jpg", boxes, npz) if not p.is_file()]
+            if missing:
+                self._items.append(skipped_item(name, subset, f"listed in {subset}_masked.txt but {missing[0]} is missing"))
+                continue
             count = len([line for line in boxes.read_text().splitlines() if line.strip()])
             annotations = [Mask(image=lambda p=npz, n=count, i=i: _masks(p, n)[:, :, i].astype(bool), label=label,
                                 id=i, attributes={"is_crowd": False}) for i in range(count)]
