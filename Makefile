@@ -4,7 +4,7 @@ STAMP := $(VENV)/.installed
 # dvc.yaml's commands call `python`: make it the project's interpreter.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: benchmark test setup
+.PHONY: benchmark test setup fetch
 
 setup: $(STAMP)
 
@@ -20,3 +20,7 @@ benchmark: $(STAMP)
 
 test: $(STAMP)
 	python -m pytest -ra
+
+# The real Pets and WGISD into data/raw (Cityscapes needs an account: see README).
+fetch: $(STAMP)
+	python -m pipelines.datasets.fetch --out data/raw

@@ -32,8 +32,14 @@ def main(args=None) -> None:
         sys.exit(f"prepare: dataset {args.dataset!r} ({spec.format} at {root}): {error}")
     args.stats.parent.mkdir(parents=True, exist_ok=True)
     args.stats.write_text(json.dumps(stats, indent=2))
+    splits = stats["splits"].values()
     sizes = ", ".join(f"{role} {split['images']}" for role, split in stats["splits"].items())
     print(f"prepared {args.dataset}: {len(stats['labels'])} classes, images: {sizes}")
+    left_out = (len(stats["skipped_images"]), sum(len(s["skipped_objects"]) for s in splits),
+                sum(len(s["converted"]) for s in splits))
+    if any(left_out):
+        print("left out {} images and {} objects, converted {} images; each is named with its reason in {}"
+              .format(*left_out, args.stats))
 
 
 if __name__ == "__main__":
