@@ -12,8 +12,15 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipelines.datasets import demo
+
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ["cityscapes", "pets", "pets_half", "wgisd_1", "wgisd_5"]
+# The five reference datasets, and a user's COCO data added by a params.yaml entry alone.
+DATASETS = ["cityscapes", "pets", "pets_half", "wgisd_1", "wgisd_5", "user_coco"]
+USER_COCO = {"format": "coco_json", "path": "user_coco",
+             "options": {"annotations": {"train": "labels/train.json", "test": "labels/test.json"},
+                         "image_root": "photos"},
+             "subsets": {"train": "train", "test": "test"}, "val_ratio": 0.25, "seed": 0}
 PRECISIONS = ["fp32", "int8"]
 
 
@@ -41,6 +48,8 @@ def repo(tmp_path_factory):
     params["templates"]["tiny"].update(epochs=1, input_size=96, warmup_iters=2)
     params["export"].update(precisions=PRECISIONS, calibration_images=2)
     params["speed"].update(warmup=1, repeats=2, throughput_seconds=0.3)
+    params["datasets"]["user_coco"] = USER_COCO
+    demo.make_coco_json(repo / "data" / "demo" / "user_coco", 12, 6, seed=0)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], repo)
     run(["git", "add", "-A"], repo)
@@ -71,8 +80,9 @@ def test_report_matches_metrics(repo):
     markdown = (repo / "reports" / "benchmark.md").read_text()
     line = next(l for l in markdown.splitlines() if l.startswith("| tiny"))
     cells = [c.strip() for c in line.strip("|").split("|")]
-    average, per_dataset = float(cells[3]), [float(c) for c in cells[4:9]]
-    assert average == pytest.approx(sum(per_dataset) / 5, abs=0.06)
+    average, per_dataset = float(cells[3]), [float(c) for c in cells[4:4 + len(DATASETS)]]
+    assert average == pytest.approx(sum(per_dataset) / len(DATASETS), abs=0.06)
+    assert re.search(r"\| user_coco\s+\| train\s+\|\s+\d+ \|", markdown)  # its statistics too
     assert "## Speed" in markdown and "## Per-class segm AP" in markdown
     assert (repo / "reports" / "segm_map.png").stat().st_size > 1000
 

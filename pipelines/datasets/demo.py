@@ -6,9 +6,11 @@ and texture (`shapes.py`), so a small model learns them in minutes on a CPU. Sam
 the same pixels.
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pycocotools.mask as mask_utils
 from PIL import Image, ImageFilter
 
 from pipelines.datasets import shapes
@@ -140,6 +142,51 @@ def make_wgisd(root: Path, n_train: int, n_test: int, seed: int, size=(256, 192)
         lists[split].append(name)
     for list_name, names in lists.items():
         (root / f"{list_name}.txt").write_text("\n".join(names) + "\n")
+
+
+def make_coco_json(root: Path, n_train: int, n_test: int, seed: int, size=(160, 120)) -> None:
+    """COCO the way users keep it: photos/*.jpg, labels/{train,test}.json, category ids from 0.
+
+    Boxes are written as polygons, every other shape as compressed RLE, so both paths are exercised.
+    """
+    rng = np.random.default_rng(seed)
+    width, height = size
+    looks = {0: ("box", (200, 60, 40)), 1: ("ellipse", (40, 160, 60)), 2: ("triangle", (50, 70, 200))}
+    (root / "photos").mkdir(parents=True, exist_ok=True)
+    (root / "labels").mkdir(parents=True, exist_ok=True)
+    for split, count in (("train", n_train), ("test", n_test)):
+        images, annotations = [], []
+        for index in range(count):
+            name = f"{split}_{index:04d}.jpg"
+            image = shapes.background(rng, height, width)
+            taken = []
+            for _ in range(int(rng.integers(1, 4))):
+                box = shapes.random_box(rng, height, width, 24, 56, taken)
+                if box is None:
+                    continue
+                taken.append(box)
+                category = int(rng.integers(0, len(looks)))
+                mask = _paint(rng, image, looks[category], box)
+                if looks[category][0] == "box":
+                    ys, xs = np.nonzero(mask)
+                    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+                    segmentation = [[x0, y0, x1, y0, x1, y1, x0, y1]]
+                else:
+                    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+                    segmentation = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+                annotations.append({"id": len(annotations) + 1, "image_id": index, "category_id": category,
+                                    "segmentation": segmentation, "bbox": _xywh(mask), "area": int(mask.sum()),
+                                    "iscrowd": 0})
+            Image.fromarray(image).save(root / "photos" / name, quality=95)
+            images.append({"id": index, "file_name": name, "width": width, "height": height})
+        categories = [{"id": i, "name": name} for i, name in enumerate(["brick", "leaf", "sail"])]
+        (root / "labels" / f"{split}.json").write_text(
+            json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+
+
+def _xywh(mask: np.ndarray) -> list:
+    ys, xs = np.nonzero(mask)
+    return [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
 
 
 def _cluster(rng, image, box, color, berry) -> np.ndarray:
