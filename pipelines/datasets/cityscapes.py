@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from datumaro.components.annotation import AnnotationType, LabelCategories, Mask
-from datumaro.components.dataset_base import DatasetItem, SubsetBase
+from datumaro.components.dataset_base import DatasetBase, DatasetItem
 from datumaro.components.importer import Importer
 from datumaro.components.media import Image
 from PIL import Image as PILImage
@@ -43,47 +43,58 @@ def _instance_ids(path: str) -> np.ndarray:
     # One decode serves all masks of an image: they are read one after the other.
     try:
         with PILImage.open(path) as image:
-            return np.asarray(image)
+            # Column-major, so that each `ids == value` mask is already in the order RLE encoding reads.
+            return np.asfortranarray(np.asarray(image))
     except (OSError, SyntaxError, ValueError) as error:
         raise ItemError(f"{path}: cannot read the instance ids ({error})") from None
 
 
 def _present_values(ids: np.ndarray) -> np.ndarray:
     """The distinct pixel values of an instanceIds image (a count, much faster than np.unique's sort)."""
-    return np.flatnonzero(np.bincount(ids.ravel()))
+    return np.flatnonzero(np.bincount(ids.ravel(order="K")))
 
 
-class CityscapesInstancesBase(SubsetBase):
+class CityscapesInstancesBase(DatasetBase):
+    """Both labelled splits in one source, read lazily: Datumaro keeps a single source lazy, so each
+    item is made when asked for, and whoever reads its masks right after finds its instanceIds still
+    decoded (`_instance_ids` keeps the last two). Two sources would be merged, reading every file first."""
     NAME = "cityscapes_instances"
 
-    def __init__(self, path: str, *, subset: str, ctx=None):
-        super().__init__(subset=subset, ctx=ctx)
-        self._categories = {AnnotationType.label: LabelCategories.from_iterable(EVALUATED_CLASSES.values())}
-        label_index = {label_id: i for i, label_id in enumerate(EVALUATED_CLASSES)}
+    def __init__(self, path: str, *, ctx=None):
         root = Path(path)
-        for ids_file in sorted((root / "gtFine" / subset).glob("*/*_gtFine_instanceIds.png")):
-            stem = ids_file.name[: -len("_gtFine_instanceIds.png")]
-            if stem.startswith("._"):
+        self._files = [(split, f) for split in LABELED_SPLITS
+                       for f in sorted((root / "gtFine" / split).glob("*/*_gtFine_instanceIds.png"))
+                       if not f.name.startswith("._")]
+        super().__init__(length=len(self._files), subsets=sorted({split for split, _ in self._files}), ctx=ctx)
+        self._root = root
+
+    def categories(self):
+        return {AnnotationType.label: LabelCategories.from_iterable(EVALUATED_CLASSES.values())}
+
+    def __iter__(self):
+        for subset, ids_file in self._files:
+            yield self._item(subset, ids_file)
+
+    def _item(self, subset: str, ids_file: Path) -> DatasetItem:
+        stem = ids_file.name[: -len("_gtFine_instanceIds.png")]
+        image_file = self._root / "leftImg8bit" / subset / ids_file.parent.name / f"{stem}_leftImg8bit.png"
+        if not image_file.is_file():
+            return skipped_item(stem, subset, f"image {image_file} is missing")
+        try:
+            values = _present_values(_instance_ids(str(ids_file)))
+        except ItemError as error:
+            return skipped_item(stem, subset, str(error))
+        label_index = {label_id: i for i, label_id in enumerate(EVALUATED_CLASSES)}
+        annotations = []
+        for value in values:
+            label_id, is_crowd = (value // 1000, False) if value >= 1000 else (value, True)
+            if label_id not in label_index:
                 continue
-            image_file = root / "leftImg8bit" / subset / ids_file.parent.name / f"{stem}_leftImg8bit.png"
-            if not image_file.is_file():
-                self._items.append(skipped_item(stem, subset, f"image {image_file} is missing"))
-                continue
-            try:
-                values = _present_values(_instance_ids(str(ids_file)))
-            except ItemError as error:
-                self._items.append(skipped_item(stem, subset, str(error)))
-                continue
-            annotations = []
-            for value in values:
-                label_id, is_crowd = (value // 1000, False) if value >= 1000 else (value, True)
-                if label_id not in label_index:
-                    continue
-                annotations.append(Mask(
-                    image=lambda f=str(ids_file), v=value: _instance_ids(f) == v,
-                    label=label_index[label_id], id=len(annotations), attributes={"is_crowd": is_crowd}))
-            self._items.append(DatasetItem(id=stem, subset=subset, media=Image.from_file(path=str(image_file)),
-                                           annotations=annotations))
+            annotations.append(Mask(
+                image=lambda f=str(ids_file), v=value: _instance_ids(f) == v,
+                label=label_index[label_id], id=len(annotations), attributes={"is_crowd": is_crowd}))
+        return DatasetItem(id=stem, subset=subset, media=Image.from_file(path=str(image_file)),
+                           annotations=annotations)
 
 
 class CityscapesInstancesImporter(Importer):
@@ -91,8 +102,7 @@ class CityscapesInstancesImporter(Importer):
 
     @classmethod
     def find_sources(cls, path):
-        return [{"url": path, "format": cls.NAME, "options": {"subset": split}}
-                for split in LABELED_SPLITS if (Path(path) / "gtFine" / split).is_dir()]
+        return [{"url": path, "format": cls.NAME}]
 
     @classmethod
     def get_file_extensions(cls):

@@ -102,11 +102,15 @@ def test_cityscapes_ignores_appledouble_and_names_a_missing_image(tmp_path):
     city = root / "gtFine" / "train" / "aachen"
     (city / "._aachen_000000_000000_gtFine_instanceIds.png").write_bytes(b"\x00\x05\x16\x07")
     (root / "leftImg8bit" / "train" / "aachen" / "aachen_000000_000001_leftImg8bit.png").unlink()
+    truncated = root / "leftImg8bit" / "train" / "aachen" / "aachen_000000_000002_leftImg8bit.png"
+    truncated.write_bytes(truncated.read_bytes()[:-200])
     stats = prepare("cityscapes_instances", root, tmp_path / "out", {}, {"train": "train", "val": "test"},
                     1.0, 0.2, 0.2, 0)
-    assert list(reasons(stats, "skipped_images")) == ["aachen_000000_000001"]
-    assert "aachen_000000_000001_leftImg8bit.png is missing" in stats["skipped_images"][0]["reason"]
-    assert sum(s["images"] for s in stats["splits"].values()) == 8
+    skipped = reasons(stats, "skipped_images")
+    assert list(skipped) == ["aachen_000000_000001", "aachen_000000_000002"]
+    assert "aachen_000000_000001_leftImg8bit.png is missing" in skipped["aachen_000000_000001"]
+    assert "aachen_000000_000002_leftImg8bit.png: unreadable image" in skipped["aachen_000000_000002"]
+    assert sum(s["images"] for s in stats["splits"].values()) == 7
 
 
 @pytest.fixture
