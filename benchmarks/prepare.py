@@ -20,7 +20,6 @@ import json
 import multiprocessing
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -126,7 +125,7 @@ def main() -> None:
         rows.append((images, ours, plain))
         print(f"{images} frames: prepare {ours['seconds']:.1f} s, plain Datumaro {plain['seconds']:.1f} s", file=sys.stderr)
     print(f"\nCityscapes layout, {WIDTH} x {HEIGHT} frames, this machine ({multiprocessing.cpu_count()} cores)\n")
-    print(f"| frames | prepare img/s | Datumaro img/s | speed ratio | prepare peak MB | Datumaro peak MB |")
+    print("| frames | prepare img/s | Datumaro img/s | speed ratio | prepare peak MB | Datumaro peak MB |")
     print("|---:|---:|---:|---:|---:|---:|")
     for images, ours, plain in rows:
         fast, slow = images / ours["seconds"], images / plain["seconds"]

@@ -44,7 +44,7 @@ class TemplateSpec:
     mask_head_channels: list       # one conv layer per entry
     num_workers: int = 0
     score_threshold: float = 0.05  # keep detections above this score; low so mAP sees the whole PR curve
-    seed: int = 0
+    seed: int = 0                  # not in params.yaml: the train stage sets it from `run.seeds`
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class Params:
     datasets: dict                 # key -> DatasetSpec
     templates: dict                # key -> TemplateSpec
     run_templates: list
+    run_seeds: list                # every training is repeated once per seed; reports show mean +- std
     demo: dict
     export: dict                   # precisions: IRs to write and validate; calibration_images: for INT8
     speed: dict                    # warmup, repeats (latency), throughput_seconds
@@ -68,6 +69,9 @@ def _build(cls, key: str, values: dict):
 
 def load_params(path: Path = PARAMS_FILE) -> Params:
     raw = yaml.safe_load(Path(path).read_text())
+    seeded = [k for k, v in raw["templates"].items() if "seed" in v]
+    if seeded:
+        raise ValueError(f"{path}: templates {seeded} set `seed`; training seeds come from `run.seeds`")
     templates = {k: _build(TemplateSpec, f"templates.{k}", v) for k, v in raw["templates"].items()}
     unknown = [t for t in raw["run"]["templates"] if t not in templates]
     if unknown:
@@ -77,6 +81,7 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
         datasets={k: _build(DatasetSpec, f"datasets.{k}", v) for k, v in raw["datasets"].items()},
         templates=templates,
         run_templates=list(raw["run"]["templates"]),
+        run_seeds=list(raw["run"].get("seeds", [0])),
         demo=raw.get("demo", {}),
         export=raw["export"],
         speed=raw["speed"],

@@ -10,16 +10,11 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-import pycocotools.mask as mask_utils
-from PIL import Image, ImageDraw
-
 from pipelines.inference import InputSpec, load_image, postprocess, preprocess
 from pipelines.ir import OpenVinoPredictor
+from pipelines.visualize import overlay
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -45,23 +40,6 @@ def image_files(paths: list[Path]) -> list[Path]:
     if not files:
         raise SystemExit(f"predict: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(map(str, paths))}")
     return files
-
-
-def overlay(image: np.ndarray, results: list, labels: list) -> Image.Image:
-    """The image with each detection's mask tinted, its box drawn and its label and score written."""
-    canvas = image.astype(np.float32)
-    for r in results:
-        color = np.asarray(PALETTE[(r["category_id"] - 1) % len(PALETTE)], np.float32)
-        mask = mask_utils.decode(r["segmentation"]).astype(bool)
-        canvas[mask] = 0.5 * canvas[mask] + 0.5 * color
-    picture = Image.fromarray(canvas.clip(0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(picture)
-    for r in results:
-        x, y, w, h = r["bbox"]
-        color = PALETTE[(r["category_id"] - 1) % len(PALETTE)]
-        draw.rectangle((x, y, x + w, y + h), outline=color, width=2)
-        draw.text((x + 2, y + 1), f"{labels[r['category_id'] - 1]} {r['score']:.2f}", fill=color)
-    return picture
 
 
 def main(args=None) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import matplotlib
 import pandas as pd
+import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
@@ -14,52 +15,95 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # Metrics file of a cell -> prefix of its keys in the long table. FP32 IR keys read `ir_*`.
 SOURCES = {"pytorch.json": "", "train.json": "", "ir_fp32.json": "ir_", "ir_fp16.json": "ir_fp16_",
            "ir_int8.json": "ir_int8_"}
-LONG_COLUMNS = ["template", "dataset", "segm_map", "bbox_map", "ir_segm_map", "ir_bbox_map", "ir_minus_pytorch",
-                "ir_fp16_segm_map", "ir_int8_segm_map", "int8_minus_fp32", "gflops", "params_m", "latency_ms",
-                "ir_latency_ms", "ir_int8_latency_ms", "ir_throughput_fps", "ir_int8_throughput_fps",
-                "best_epoch", "train_seconds", "segm_map50", "bbox_map50"]
+LONG_COLUMNS = ["template", "dataset", "seed", "segm_map", "bbox_map", "ir_segm_map", "ir_bbox_map",
+                "ir_minus_pytorch", "ir_fp16_segm_map", "ir_int8_segm_map", "int8_minus_fp32", "gflops", "params_m",
+                "latency_ms", "ir_latency_ms", "ir_int8_latency_ms", "ir_throughput_fps", "ir_int8_throughput_fps",
+                "best_epoch", "train_seconds", "segm_map50", "bbox_map50", "finished", "cpu", "cpu_cores"]
 INT8_TOLERANCE = 1.5  # segm mAP points INT8 may lose against FP32 before the report flags it
 
 
-def collect(metrics_dir: Path, templates: list, datasets: list) -> pd.DataFrame:
-    """One row per template x dataset from the cells' metrics files; a missing file leaves its cells empty."""
+def cell(template: str, dataset: str, seed: int) -> str:
+    """The folder name of one template x dataset x seed under metrics/ and models/ (as in dvc.yaml)."""
+    return f"{template}-{dataset}-seed{seed}"
+
+
+def collect(metrics_dir: Path, templates: list, datasets: list, seeds: list) -> pd.DataFrame:
+    """One row per template x dataset x seed from the cells' metrics files; a missing file leaves its cells empty."""
     rows = []
     for template in templates:
         for dataset in datasets:
-            row = {"template": template, "dataset": dataset}
-            for name, prefix in SOURCES.items():
-                path = metrics_dir / f"{template}-{dataset}" / name
-                if path.is_file():
-                    row.update({prefix + k: v for k, v in json.loads(path.read_text()).items()})
-            rows.append(row)
+            for seed in seeds:
+                row = {"template": template, "dataset": dataset, "seed": seed}
+                for name, prefix in SOURCES.items():
+                    path = metrics_dir / cell(template, dataset, seed) / name
+                    if path.is_file():
+                        row.update({prefix + k: v for k, v in json.loads(path.read_text()).items()})
+                rows.append(row)
     long = pd.DataFrame(rows).reindex(columns=LONG_COLUMNS)
     long["ir_minus_pytorch"] = (long["ir_segm_map"] - long["segm_map"]).round(3)
     long["int8_minus_fp32"] = (long["ir_int8_segm_map"] - long["ir_segm_map"]).round(3)
     return long
 
 
-def per_class(metrics_dir: Path, templates: list, datasets: list) -> pd.DataFrame:
-    """Long table of per-class AP: template, dataset, class, segm_ap, segm_ap50, bbox_ap, bbox_ap50."""
+def seed_means(long: pd.DataFrame) -> pd.DataFrame:
+    """One row per template x dataset: each number averaged over seeds (empty if any seed is missing)."""
+    numbers = long.drop(columns=["seed", "finished", "cpu", "cpu_cores"])
+    return numbers.groupby(["template", "dataset"], sort=False).agg(lambda v: v.mean(skipna=False)).reset_index()
+
+
+def per_class(metrics_dir: Path, templates: list, datasets: list, seeds: list) -> pd.DataFrame:
+    """Long table of per-class AP averaged over seeds: template, dataset, class, segm_ap, segm_ap50, bbox_ap, bbox_ap50."""
     rows = []
     for template in templates:
         for dataset in datasets:
-            path = metrics_dir / f"{template}-{dataset}" / "per_class.json"
-            if path.is_file():
-                for name, values in json.loads(path.read_text()).items():
-                    rows.append({"template": template, "dataset": dataset, "class": name, **values})
-    return pd.DataFrame(rows, columns=["template", "dataset", "class", "segm_ap", "segm_ap50", "bbox_ap", "bbox_ap50"])
+            for seed in seeds:
+                path = metrics_dir / cell(template, dataset, seed) / "per_class.json"
+                if path.is_file():
+                    for name, values in json.loads(path.read_text()).items():
+                        rows.append({"template": template, "dataset": dataset, "class": name, **values})
+    columns = ["template", "dataset", "class", "segm_ap", "segm_ap50", "bbox_ap", "bbox_ap50"]
+    return pd.DataFrame(rows, columns=columns).groupby(columns[:3], sort=False).mean().reset_index()
+
+
+def averages(long: pd.DataFrame, datasets: list, value: str = "segm_map") -> pd.DataFrame:
+    """Per template x seed: `value` per dataset (columns) and their average (empty if a dataset is missing)."""
+    wide = long.pivot_table(index=["template", "seed"], columns="dataset", values=value, dropna=False, sort=False)
+    wide = wide.reindex(columns=datasets)
+    wide["average"] = wide.mean(axis=1, skipna=False)
+    return wide
+
+
+def _mean_std(values: pd.Series):
+    """The mean over seeds; with two or more seeds, 'mean ± std' (sample std) as text."""
+    if values.isna().any():
+        return float("nan")
+    if len(values) < 2:
+        return values.mean()
+    return f"{values.mean():.1f} ± {values.std():.1f}"
 
 
 def benchmark_table(long: pd.DataFrame, datasets: list, value: str = "segm_map") -> pd.DataFrame:
-    """The seed's table: Model | GFLOPs | Params (M) | Average | one column per dataset."""
-    per_dataset = long.pivot(index="template", columns="dataset", values=value).reindex(columns=datasets)
-    complexity = long.groupby("template")[["gflops", "params_m"]].mean()
-    # A missing dataset leaves the average empty: an average over fewer datasets would not compare.
-    table = pd.concat([complexity, per_dataset.mean(axis=1, skipna=False).rename("average"), per_dataset], axis=1)
+    """The seed's table: Model | GFLOPs | Params (M) | Average | one column per dataset; mean ± std over seeds."""
+    wide = averages(long, datasets, value)
+    spread = wide.groupby(level="template", sort=False).agg(_mean_std)
+    complexity = long.groupby("template", sort=False)[["gflops", "params_m"]].mean()
+    table = pd.concat([complexity, spread[["average"]], spread[datasets]], axis=1)
     table.index.name = "model"
     label = "segm" if value.startswith("segm") else "bbox"
     return table.reset_index().rename(columns={"gflops": "GFLOPs", "params_m": "Params (M)",
                                                "average": f"Average {label} mAP"})
+
+
+def summary(long: pd.DataFrame, datasets: list) -> dict:
+    """What `dvc exp show` lists: per template, the seed-mean average and per-dataset test segm mAP."""
+    means = averages(long, datasets).groupby(level="template", sort=False).mean()
+    return {template: {"segm_map_average": _number(row["average"]),
+                       **{f"segm_map_{d}": _number(row[d]) for d in datasets}}
+            for template, row in means.iterrows()}
+
+
+def _number(value):
+    return None if pd.isna(value) else round(float(value), 3)
 
 
 def ir_table(long: pd.DataFrame, precisions: list) -> pd.DataFrame:
@@ -147,8 +191,56 @@ def _markdown(table: pd.DataFrame, floatfmt=".1f") -> str:
                                                                         missingval="not run")
 
 
+def pareto(points: pd.DataFrame) -> pd.Series:
+    """True for each row (latency_ms, accuracy) that no other row beats on both: faster and as accurate, or better."""
+    def beaten(row):
+        others = points.drop(index=row.name)
+        return ((others["latency_ms"] <= row["latency_ms"]) & (others["accuracy"] >= row["accuracy"]) &
+                ((others["latency_ms"] < row["latency_ms"]) | (others["accuracy"] > row["accuracy"]))).any()
+    return ~points.apply(beaten, axis=1) if len(points) else pd.Series(dtype=bool)
+
+
+def tradeoff_table(long: pd.DataFrame, datasets: list) -> pd.DataFrame:
+    """Per template: average segm mAP, OpenVINO FP32 latency (PyTorch where no IR ran), on the Pareto front?"""
+    means = seed_means(long)
+    table = pd.DataFrame({
+        "accuracy": averages(long, datasets).groupby(level="template", sort=False)["average"].mean(),
+        "ir_latency": means.groupby("template", sort=False)["ir_latency_ms"].median(),
+        "pytorch_latency": means.groupby("template", sort=False)["latency_ms"].median()})
+    table["latency_ms"] = table["ir_latency"].fillna(table["pytorch_latency"])
+    table["measured on"] = table["ir_latency"].notna().map({True: "OpenVINO FP32", False: "PyTorch"})
+    known = table.dropna(subset=["accuracy", "latency_ms"])
+    table["Pareto front"] = pareto(known[["latency_ms", "accuracy"]]).reindex(table.index).map(
+        {True: "yes", False: "no"})
+    table.index.name = "template"
+    return table.reset_index()[["template", "accuracy", "latency_ms", "measured on", "Pareto front"]].rename(
+        columns={"accuracy": "Average segm mAP", "latency_ms": "Latency (ms)"})
+
+
+def plot_tradeoff(table: pd.DataFrame, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    known = table.dropna(subset=["Average segm mAP", "Latency (ms)"])
+    for _, row in known.iterrows():
+        on_front = row["Pareto front"] == "yes"
+        ax.scatter(row["Latency (ms)"], row["Average segm mAP"], s=60, marker="o" if on_front else "x",
+                   color="tab:red" if on_front else "tab:gray")
+        ax.annotate(row["template"], (row["Latency (ms)"], row["Average segm mAP"]), textcoords="offset points",
+                    xytext=(5, 5))
+    front = known[known["Pareto front"] == "yes"].sort_values("Latency (ms)")
+    ax.plot(front["Latency (ms)"], front["Average segm mAP"], color="tab:red", linewidth=1, label="Pareto front")
+    ax.set_xlabel("batch-1 latency on this CPU, ms (OpenVINO FP32)")
+    ax.set_ylabel("average test segm mAP, %")
+    ax.set_title("Accuracy against latency")
+    ax.margins(0.15)
+    if len(front):
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_segm(long: pd.DataFrame, path: Path) -> None:
-    pivot = long.pivot(index="dataset", columns="template", values="segm_map")
+    pivot = seed_means(long).pivot(index="dataset", columns="template", values="segm_map")
     ax = pivot.plot.bar(figsize=(8, 4), rot=0)
     ax.set_ylabel("segm mAP@[.5:.95], %")
     ax.set_title("Test segm mAP per dataset")
@@ -158,33 +250,53 @@ def plot_segm(long: pd.DataFrame, path: Path) -> None:
 
 
 def write_report(long: pd.DataFrame, classes: pd.DataFrame, stats_dir: Path, datasets: list, precisions: list,
-                 out_dir: Path) -> None:
-    """Writes benchmark.md, benchmark.csv and segm_map.png into `out_dir`, each replaced atomically."""
+                 recipes: dict, out_dir: Path) -> None:
+    """Writes benchmark.md, benchmark.csv, summary.json and the plots into `out_dir`.
+
+    Everything is written to temporary files first and only then moved into place, so a report stage
+    that fails or is killed leaves the previous report whole. `recipes` maps each template to the
+    parameters it was trained with (template.json of its train stage).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
+    seeds = sorted(long["seed"].unique())
+    means = seed_means(long)
+    tradeoff = tradeoff_table(long, datasets)
+    spread = "mean ± std over seeds " + ", ".join(map(str, seeds)) if len(seeds) > 1 else f"seed {seeds[0]}"
     sections = [
         "# Instance segmentation benchmark",
         "Segm and bbox mAP@[.5:.95] in percent on each dataset's test split; the average is the plain mean "
-        "over datasets. GFLOPs are multiply-accumulates of one inference at the template's input size (the "
-        "seed's convention), averaged over datasets (the class count changes the heads slightly). "
+        f"over datasets ({spread}). GFLOPs are multiply-accumulates of one inference at the template's input "
+        "size (the seed's convention), averaged over datasets (the class count changes the heads slightly). "
         "A cell reading `not run` belongs to a stage that has not run or failed.",
         "## Segm mAP", _markdown(benchmark_table(long, datasets)),
         "![segm mAP per dataset](segm_map.png)",
         "## Bbox mAP", _markdown(benchmark_table(long, datasets, "bbox_map")),
+        "## Accuracy against speed",
+        "A template is on the Pareto front when no other one is both at least as accurate and at least as fast.",
+        _markdown(tradeoff, floatfmt=".2f"),
+        "![accuracy against latency](accuracy_latency.png)",
         "## OpenVINO IR against PyTorch",
         "Segm mAP of each exported IR (the precisions `export.precisions` selects), computed with the same "
         "pre/post-processing and metric code as PyTorch's.",
-        _markdown(ir_table(long, precisions)),
+        _markdown(ir_table(means, precisions)),
         "## Speed",
         "On this machine's CPU at each template's input size: batch-1 latency is the median of repeated runs "
         "after warm-up; OpenVINO throughput runs asynchronous requests under its throughput hint. Medians over "
         "datasets.",
-        _markdown(speed_table(long, precisions), floatfmt=".2f"),
+        _markdown(speed_table(means, precisions), floatfmt=".2f"),
         "## Per-class segm AP",
     ]
     for dataset in datasets:
         table = classes[classes["dataset"] == dataset].pivot(index="class", columns="template", values="segm_ap")
         if not table.empty:
             sections += [f"### {dataset}", _markdown(table.reset_index())]
+    sections += ["## Predictions",
+                 f"Test images, ground truth (left) beside the PyTorch model's detections (right), seed {seeds[0]}."]
+    for template in long["template"].unique():
+        for dataset in datasets:
+            picture = f"predictions/{cell(template, dataset, seeds[0])}.jpg"
+            if (out_dir / picture).is_file():
+                sections += [f"### {template} on {dataset}", f"![{template} on {dataset}]({picture})"]
     stats = _stats(stats_dir, datasets)
     left_out = left_out_table(stats)
     sections += ["## Datasets",
@@ -194,14 +306,26 @@ def write_report(long: pd.DataFrame, classes: pd.DataFrame, stats_dir: Path, dat
                  "### Instances per class", _markdown(class_table(stats)),
                  "### Converted and left out",
                  _markdown(left_out) if not left_out.empty else "Nothing: every image and object was used as shipped."]
-    _atomic_write(out_dir / "benchmark.md", "\n\n".join(sections) + "\n")
-    _atomic_write(out_dir / "benchmark.csv", long.to_csv(index=False))
-    tmp = out_dir / ".segm_map.tmp.png"
-    plot_segm(long, tmp)
-    os.replace(tmp, out_dir / "segm_map.png")
+    sections += ["## Templates", "The parameters each template was trained with (`templates` in params.yaml):"]
+    sections += [f"### {name}\n\n```yaml\n{yaml.safe_dump(recipe, sort_keys=False)}```" for name, recipe in recipes.items()]
+    sections += ["## When and where", _markdown(provenance(long))]
+    files = {"benchmark.md": "\n\n".join(sections) + "\n", "benchmark.csv": long.to_csv(index=False),
+             "summary.json": json.dumps(summary(long, datasets), indent=2)}
+    staged = []
+    for name, text in files.items():
+        staged.append((out_dir / f".{name}.tmp", out_dir / name))
+        staged[-1][0].write_text(text)
+    for name, plot in (("segm_map.png", lambda path: plot_segm(long, path)),
+                       ("accuracy_latency.png", lambda path: plot_tradeoff(tradeoff, path))):
+        staged.append((out_dir / f".{name}.tmp.png", out_dir / name))
+        plot(staged[-1][0])
+    for tmp, final in staged:
+        os.replace(tmp, final)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def provenance(long: pd.DataFrame) -> pd.DataFrame:
+    """When the test evaluations finished, and on which CPU, per template (all its datasets and seeds)."""
+    groups = long.groupby(["template", "cpu", "cpu_cores"], dropna=False, sort=False)
+    table = groups["finished"].agg(["min", "max", "count"]).reset_index()
+    return table.rename(columns={"min": "first evaluation (UTC)", "max": "last evaluation (UTC)",
+                                 "count": "cells", "cpu_cores": "cores"})

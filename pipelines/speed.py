@@ -1,7 +1,10 @@
 """Inference speed: batch-1 latency (median after warm-up) and OpenVINO throughput with async requests."""
 
+import os
+import platform
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -35,3 +38,13 @@ def openvino_throughput(xml_path, batch: np.ndarray, seconds: float, precision: 
         done += 1
     queue.wait_all()
     return done / (time.perf_counter() - start)
+
+
+def machine() -> dict:
+    """What the timings were measured on: CPU model and core count."""
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        model = names[0] if names else model
+    return {"cpu": model, "cpu_cores": os.cpu_count()}

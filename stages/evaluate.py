@@ -1,15 +1,17 @@
 """Stage evaluate: COCO segm and bbox mAP of a trained PyTorch model on the test split, per class too;
-its complexity and batch-1 latency."""
+its complexity, batch-1 latency, where it ran, and a picture of ground truth beside predictions."""
 
 import argparse
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 from pipelines import engines
 from pipelines.config import load_params
 from pipelines.evaluation import evaluate
 from pipelines.inference import load_image, predict_split, preprocess
-from pipelines.speed import latency
+from pipelines.speed import latency, machine
+from pipelines.visualize import examples
 
 
 def parser() -> argparse.ArgumentParser:
@@ -19,6 +21,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--test", type=Path, required=True, help="prepared test split (COCO json)")
     p.add_argument("--out", type=Path, required=True, help="metrics json to write")
     p.add_argument("--per-class", type=Path, required=True, help="json to write the per-class AP to")
+    p.add_argument("--examples", type=Path, required=True, help="jpg: test images, ground truth beside prediction")
+    p.add_argument("--example-count", type=int, default=4)
+    p.add_argument("--show-threshold", type=float, default=0.5, help="the picture shows detections above this score")
     return p
 
 
@@ -28,16 +33,20 @@ def main(args=None) -> None:
     engine = engines.get(params.templates[args.template].engine)
     loaded = engine.load(args.model)
     predictor = engines.torch_predictor(loaded.graph)
-    metrics, per_class = evaluate(args.test, predict_split(predictor, args.test, loaded.input_spec,
-                                                           loaded.score_threshold))
+    results = predict_split(predictor, args.test, loaded.input_spec, loaded.score_threshold)
+    metrics, per_class = evaluate(args.test, results)
     first = json.loads(args.test.read_text())["images"][0]
     batch, _ = preprocess(load_image(args.test.parent / first["file_name"]), loaded.input_spec)
     speed = params.speed
     metrics["latency_ms"] = round(1000 * latency(predictor, batch, speed["warmup"], speed["repeats"]), 2)
     metrics.update(engine.complexity(args.model))
+    metrics.update(finished=datetime.now(timezone.utc).isoformat(timespec="seconds"), **machine())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(metrics, indent=2))
     args.per_class.write_text(json.dumps(per_class, indent=2))
+    args.examples.parent.mkdir(parents=True, exist_ok=True)
+    examples(json.loads(args.test.read_text()), args.test.parent, results, args.example_count,
+             args.show_threshold).save(args.examples, quality=90)
     print(f"PyTorch on {args.test}: segm mAP {metrics['segm_map']:.2f}, bbox mAP {metrics['bbox_map']:.2f}, "
           f"{metrics['gflops']} GFLOPs, {metrics['params_m']} M params, latency {metrics['latency_ms']} ms")
 

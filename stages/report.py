@@ -1,28 +1,41 @@
-"""Stage report: gathers every template x dataset's metrics into reports/benchmark.{md,csv}."""
+"""Stage report: gathers every template x dataset x seed's metrics into reports/ (tables, plots, summary)."""
 
 import argparse
+import json
 from pathlib import Path
 
 from pipelines.config import load_params
-from pipelines.report import collect, per_class, write_report
+from pipelines.report import cell, collect, per_class, write_report
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--metrics", type=Path, required=True, help="folder with one <template>-<dataset>/ per cell")
+    p.add_argument("--metrics", type=Path, required=True, help="folder with one <template>-<dataset>-seed<n>/ per cell")
     p.add_argument("--stats", type=Path, required=True, help="folder with one <dataset>.json of statistics")
     p.add_argument("--out", type=Path, required=True, help="report folder")
     return p
 
 
+def recipes(metrics: Path, templates: list, datasets: list, seed: int) -> dict:
+    """template -> the parameters its train stage recorded (template.json), from its first trained cell."""
+    found = {}
+    for template in templates:
+        for dataset in datasets:
+            path = metrics / cell(template, dataset, seed) / "template.json"
+            if template not in found and path.is_file():
+                found[template] = {k: v for k, v in json.loads(path.read_text()).items() if k != "seed"}
+    return found
+
+
 def main(args=None) -> None:
     args = parser().parse_args(args)
     params = load_params()
-    datasets = list(params.datasets)
-    long = collect(args.metrics, params.run_templates, datasets)
-    classes = per_class(args.metrics, params.run_templates, datasets)
-    write_report(long, classes, args.stats, datasets, params.export["precisions"], args.out)
-    print(long[["template", "dataset", "segm_map", "ir_segm_map"]].to_string(index=False))
+    datasets, templates, seeds = list(params.datasets), params.run_templates, params.run_seeds
+    long = collect(args.metrics, templates, datasets, seeds)
+    classes = per_class(args.metrics, templates, datasets, seeds)
+    write_report(long, classes, args.stats, datasets, params.export["precisions"],
+                 recipes(args.metrics, templates, datasets, seeds[0]), args.out)
+    print(long[["template", "dataset", "seed", "segm_map", "ir_segm_map"]].to_string(index=False))
     print(f"report written to {args.out / 'benchmark.md'}")
 
 

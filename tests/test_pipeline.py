@@ -67,13 +67,13 @@ def ran_stages(output: str) -> set:
 @pytest.mark.slow
 def test_report_matches_metrics(repo):
     repo, output = repo
-    assert {f"validate@tiny-{d}-{p}" for d in DATASETS for p in PRECISIONS} <= ran_stages(output)
+    assert {f"validate@tiny-{d}-0-{p}" for d in DATASETS for p in PRECISIONS} <= ran_stages(output)
     table = pd.read_csv(repo / "reports" / "benchmark.csv")
     assert sorted(table["dataset"]) == sorted(DATASETS) and set(table["template"]) == {"tiny"}
     for row in table.itertuples():
-        pytorch = json.loads((repo / "metrics" / f"tiny-{row.dataset}" / "pytorch.json").read_text())
-        ir = json.loads((repo / "metrics" / f"tiny-{row.dataset}" / "ir_fp32.json").read_text())
-        int8 = json.loads((repo / "metrics" / f"tiny-{row.dataset}" / "ir_int8.json").read_text())
+        pytorch = json.loads((repo / "metrics" / f"tiny-{row.dataset}-seed0" / "pytorch.json").read_text())
+        ir = json.loads((repo / "metrics" / f"tiny-{row.dataset}-seed0" / "ir_fp32.json").read_text())
+        int8 = json.loads((repo / "metrics" / f"tiny-{row.dataset}-seed0" / "ir_int8.json").read_text())
         assert row.segm_map == pytest.approx(pytorch["segm_map"]) and row.ir_segm_map == pytest.approx(ir["segm_map"])
         assert row.ir_int8_segm_map == pytest.approx(int8["segm_map"]) and row.ir_int8_latency_ms > 0
         assert row.bbox_map == pytest.approx(pytorch["bbox_map"]) and row.gflops == pytorch["gflops"] > 0
@@ -84,7 +84,12 @@ def test_report_matches_metrics(repo):
     assert average == pytest.approx(sum(per_dataset) / len(DATASETS), abs=0.06)
     assert re.search(r"\| user_coco\s+\| train\s+\|\s+\d+ \|", markdown)  # its statistics too
     assert "## Speed" in markdown and "## Per-class segm AP" in markdown
-    assert (repo / "reports" / "segm_map.png").stat().st_size > 1000
+    # Every picture the report links is there.
+    for picture in re.findall(r"!\[[^]]*\]\(([^)]+)\)", markdown):
+        assert (repo / "reports" / picture).stat().st_size > 1000, picture
+    assert len(re.findall(r"\(predictions/tiny-[a-z_0-9]+-seed0.jpg\)", markdown)) == len(DATASETS)
+    summary = json.loads((repo / "reports" / "summary.json").read_text())
+    assert summary["tiny"]["segm_map_average"] == pytest.approx(average, abs=0.06)
 
 
 @pytest.mark.slow
@@ -98,10 +103,18 @@ def test_second_repro_runs_nothing(repo):
 @pytest.mark.slow
 def test_changing_one_template_param_reruns_its_stages_and_report_only(repo):
     repo, _ = repo
-    result = run(["dvc", "exp", "run", "-S", "templates.tiny.lr=0.005"], repo)
-    expected = {f"{stage}@tiny-{d}" for stage in ("train", "evaluate", "export") for d in DATASETS}
-    expected |= {f"validate@tiny-{d}-{p}" for d in DATASETS for p in PRECISIONS}
+    result = run(["dvc", "exp", "run", "-n", "lower-lr", "-S", "templates.tiny.lr=0.005"], repo)
+    expected = {f"{stage}@tiny-{d}-0" for stage in ("train", "evaluate", "export") for d in DATASETS}
+    expected |= {f"validate@tiny-{d}-0-{p}" for d in DATASETS for p in PRECISIONS}
     assert ran_stages(result.stdout) == expected | {"report"}
+    # The README's comparison commands, as written there.
+    shown = run(["dvc", "exp", "show", "--md"], repo).stdout
+    assert "lower-lr" in shown and "tiny.segm_map_average" in shown and "tiny.segm_map_pets" in shown
+    assert "templates.tiny.lr" in shown
+    diff = run(["dvc", "exp", "diff", "HEAD", "lower-lr"], repo).stdout
+    assert "tiny.segm_map_average" in diff and "templates.tiny.lr" in diff
+    plots = run(["dvc", "plots", "diff", "HEAD", "lower-lr", "-o", "plots_out"], repo).stdout
+    assert (repo / "plots_out" / "index.html").is_file(), plots
 
 
 @pytest.mark.slow

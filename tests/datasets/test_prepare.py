@@ -77,3 +77,22 @@ def test_no_test_subset_is_split_off(pets_root, tmp_path):
 def test_missing_root_says_what_is_expected(tmp_path):
     with pytest.raises(DatasetLayoutError, match=r"(?s)nowhere does not exist.*expected:.*images/<Breed_Name>"):
         prepare(root=tmp_path / "nowhere", out_dir=tmp_path / "out", subsample=1.0, **PETS)
+
+
+def test_a_datumaro_format_needs_only_a_params_entry(pets_root, tmp_path):
+    """Datumaro's own coco_instances layout (annotations/instances_<subset>.json, images/<subset>/):
+    the same objects come out as through the Pets importer, each polygon-split object merged back."""
+    from pipelines.datasets.prepare import import_dataset
+    import_dataset("oxford_pets", pets_root, {}).export(str(tmp_path / "coco"), "coco_instances", save_media=True)
+    ours = prepare(root=pets_root, out_dir=tmp_path / "a", subsample=1.0, **PETS)
+    theirs = prepare(root=tmp_path / "coco", out_dir=tmp_path / "b", subsample=1.0,
+                     **{**PETS, "format": "coco_instances"})
+    for role in ("train", "val", "test"):
+        assert theirs["splits"][role]["images"] == ours["splits"][role]["images"]
+        assert theirs["splits"][role]["instances"] == ours["splits"][role]["instances"]
+        assert not theirs["splits"][role]["skipped_objects"]
+    a, b = (json.loads((tmp_path / d / "test.json").read_text()) for d in ("a", "b"))
+    # Polygons traced from the masks: areas agree to within the outline.
+    for x, y in zip(sorted(a["annotations"], key=lambda r: r["image_id"]),
+                    sorted(b["annotations"], key=lambda r: r["image_id"])):
+        assert y["area"] == pytest.approx(x["area"], rel=0.05)

@@ -1,0 +1,92 @@
+"""The report from metrics files alone: mean ± std over seeds, Pareto front, summary, atomic writes."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from pipelines import report
+
+TEMPLATES, DATASETS, SEEDS = ["fast", "slow"], ["pets", "wgisd_1"], [0, 1]
+SEGM = {("fast", "pets", 0): 60.0, ("fast", "pets", 1): 64.0, ("fast", "wgisd_1", 0): 20.0, ("fast", "wgisd_1", 1): 30.0,
+        ("slow", "pets", 0): 70.0, ("slow", "pets", 1): 71.0, ("slow", "wgisd_1", 0): 40.0, ("slow", "wgisd_1", 1): 43.0}
+LATENCY = {"fast": 10.0, "slow": 50.0}
+
+
+@pytest.fixture
+def metrics(tmp_path):
+    for (template, dataset, seed), segm in SEGM.items():
+        folder = tmp_path / "metrics" / report.cell(template, dataset, seed)
+        folder.mkdir(parents=True)
+        (folder / "pytorch.json").write_text(json.dumps({
+            "segm_map": segm, "bbox_map": segm + 1, "gflops": 3.0, "params_m": 11.0, "latency_ms": 2 * LATENCY[template],
+            "finished": f"2026-11-22T0{seed}:00:00+00:00", "cpu": "test CPU", "cpu_cores": 2}))
+        (folder / "ir_fp32.json").write_text(json.dumps({"segm_map": segm, "latency_ms": LATENCY[template]}))
+        (folder / "per_class.json").write_text(json.dumps({"cat": {"segm_ap": segm, "segm_ap50": 1, "bbox_ap": 1,
+                                                                   "bbox_ap50": 1}}))
+    (tmp_path / "stats").mkdir()
+    return tmp_path
+
+
+def write(root, out):
+    long = report.collect(root / "metrics", TEMPLATES, DATASETS, SEEDS)
+    classes = report.per_class(root / "metrics", TEMPLATES, DATASETS, SEEDS)
+    report.write_report(long, classes, root / "stats", DATASETS, ["fp32"], {"fast": {"lr": 0.01}}, out)
+    return long
+
+
+def table_row(markdown: str, heading: str, first_cell: str) -> list:
+    section = markdown.split(f"## {heading}\n", 1)[1]
+    line = next(l for l in section.splitlines() if l.startswith(f"| {first_cell} "))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_two_seeds_give_mean_and_std_of_the_per_seed_metrics(metrics, tmp_path):
+    write(metrics, tmp_path / "reports")
+    markdown = (tmp_path / "reports" / "benchmark.md").read_text()
+    cells = table_row(markdown, "Segm mAP", "fast")
+    # Per seed: averages 40 and 47; per dataset 60/64 and 20/30.
+    assert cells[3:6] == ["43.5 ± 4.9", "62.0 ± 2.8", "25.0 ± 7.1"]
+    assert "mean ± std over seeds 0, 1" in markdown
+    summary = json.loads((tmp_path / "reports" / "summary.json").read_text())
+    assert summary["slow"] == {"segm_map_average": 56.0, "segm_map_pets": 70.5, "segm_map_wgisd_1": 41.5}
+
+
+def test_pareto_front_and_plots(metrics, tmp_path):
+    write(metrics, tmp_path / "reports")
+    markdown = (tmp_path / "reports" / "benchmark.md").read_text()
+    # fast: 10 ms, 43.5; slow: 50 ms, 56.0: neither beats the other on both.
+    assert table_row(markdown, "Accuracy against speed", "fast")[-1] == "yes"
+    assert table_row(markdown, "Accuracy against speed", "slow")[-1] == "yes"
+    for picture in ("segm_map.png", "accuracy_latency.png"):
+        assert (tmp_path / "reports" / picture).stat().st_size > 1000 and f"]({picture})" in markdown
+    assert "```yaml\nlr: 0.01\n```" in markdown
+    assert table_row(markdown, "When and where", "fast")[1:] == ["test CPU", "2", "2026-11-22T00:00:00+00:00",
+                                                                  "2026-11-22T01:00:00+00:00", "4"]
+
+
+def test_pareto_drops_a_template_beaten_on_both():
+    points = pd.DataFrame({"latency_ms": [10, 20, 30], "accuracy": [50, 40, 60]}, index=["a", "b", "c"])
+    assert report.pareto(points).to_dict() == {"a": True, "b": False, "c": True}
+
+
+def test_missing_cell_reads_not_run(metrics, tmp_path):
+    (metrics / "metrics" / report.cell("slow", "pets", 1) / "pytorch.json").unlink()
+    write(metrics, tmp_path / "reports")
+    cells = table_row((tmp_path / "reports" / "benchmark.md").read_text(), "Segm mAP", "slow")
+    assert cells[3] == "not run" and cells[4] == "not run" and cells[5] == "41.5 ± 2.1"
+
+
+def test_interrupted_report_leaves_the_previous_one_whole(metrics, tmp_path, monkeypatch):
+    out = tmp_path / "reports"
+    write(metrics, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    (metrics / "metrics" / report.cell("fast", "pets", 0) / "pytorch.json").write_text(json.dumps({"segm_map": 1.0}))
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "plot_tradeoff", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write(metrics, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")} == before
