@@ -34,7 +34,7 @@ class TemplateSpec:
     momentum: float
     weight_decay: float
     warmup_iters: int
-    schedule: str                  # cosine | constant
+    schedule: str                  # cosine | constant | plateau (ReduceLROnPlateau on val segm mAP)
     grad_clip: float               # max gradient norm; 0 turns clipping off
     fpn_channels: int
     anchor_sizes: list             # one anchor size per FPN level (4 levels + pool)
@@ -42,7 +42,15 @@ class TemplateSpec:
     rois_per_image: int            # sampled RoIs per image for the box and mask heads
     box_head_width: int
     mask_head_channels: list       # one conv layer per entry
-    num_workers: int = 0
+    num_workers: int = 0           # DataLoader worker processes
+    optimizer: str = "sgd"         # sgd | adamw (momentum is SGD's only)
+    lr_batch_size: int = 0         # the total batch `lr` is meant for; other totals scale it linearly (0: batch_size)
+    plateau_patience: int = 2      # schedule plateau: epochs without a better val segm mAP before the lr drops
+    plateau_factor: float = 0.1    # ... and by how much
+    ema_decay: float = 0.0         # EMA of the weights (validated and kept instead of the raw ones); 0: off
+    early_stop_patience: int = 0   # stop after this many epochs without a better val segm mAP; 0: never
+    scale_range: list = (1.0, 1.0) # multiscale: the image fills a random share of the canvas in this range
+    amp: bool = True               # mixed precision on CUDA (ignored on CPU)
     score_threshold: float = 0.05  # keep detections above this score; low so mAP sees the whole PR curve
     seed: int = 0                  # not in params.yaml: the train stage sets it from `run.seeds`
 

@@ -48,10 +48,14 @@ def letterbox_size(height: int, width: int, size: int) -> tuple[int, int, float]
     return max(1, round(height * scale)), max(1, round(width * scale)), scale
 
 
-def preprocess(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, float]:
-    """Letterboxes and normalises one RGB image; returns the `[1, 3, S, S]` input and its scale."""
+def preprocess(image: np.ndarray, spec: InputSpec, fill: float = 1.0) -> tuple[np.ndarray, float]:
+    """Letterboxes and normalises one RGB image; returns the `[1, 3, S, S]` input and its scale.
+
+    `fill` is the share of the canvas the image's longer side spans: 1 at inference, less in
+    training's multiscale augmentation.
+    """
     height, width = image.shape[:2]
-    new_h, new_w, scale = letterbox_size(height, width, spec.size)
+    new_h, new_w, scale = letterbox_size(height, width, spec.size * fill)
     resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR), dtype=np.float32) / 255
     normalised = (resized - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
     batch = np.zeros((1, 3, spec.size, spec.size), dtype=np.float32)  # padding = the mean colour

@@ -1,9 +1,16 @@
-"""Fine-tuning loop of the torchvision engine: data from a prepared COCO split, SGD with linear warm-up
-and a cosine or constant schedule, validation segm mAP after each epoch, the best epoch kept.
+"""Fine-tuning loop of the torchvision engine.
+
+Data from a prepared COCO split (flip and multiscale, masks moved with boxes); SGD or AdamW with the
+learning rate scaled to the batch; linear warm-up then cosine, constant or plateau (on validation segm
+mAP); optional EMA of the weights; gradient clipping; AMP on CUDA; validation segm mAP after every
+epoch, early stopping, and the best epoch kept. Each finished epoch is saved to `<out_dir>/resume.pt`
+so that a killed run continues from there; runs under `torchrun` train data-parallel (DDP).
 """
 
+import hashlib
 import json
 import math
+import os
 import random
 import time
 from dataclasses import asdict
@@ -12,24 +19,30 @@ from pathlib import Path
 import numpy as np
 import pycocotools.mask as mask_utils
 import torch
+import torch.distributed as dist
 from PIL import Image
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
 
 from pipelines import inference
 from pipelines.engines import torch_predictor
 from pipelines.evaluation import coco_metrics
 from pipelines.models.maskrcnn import InferenceGraph, build_model
 
+RESUME_FILE = "resume.pt"
+
 
 class CocoInstances(torch.utils.data.Dataset):
     """Images of one prepared split, letterboxed like at inference, with their instance targets.
 
-    Crowd regions are not training targets. With `flip`, half of the images are mirrored, masks and
-    boxes with them.
+    Crowd regions are not training targets. With `flip`, half of the images are mirrored; with a
+    `scale_range` below 1, the image fills a random share of the canvas (multiscale). Masks and boxes
+    move with the pixels.
     """
 
-    def __init__(self, split_json: Path, spec: inference.InputSpec, flip: bool):
+    def __init__(self, split_json: Path, spec: inference.InputSpec, flip: bool, scale_range=(1.0, 1.0)):
         coco = json.loads(Path(split_json).read_text())
-        self.root, self.spec, self.flip = Path(split_json).parent, spec, flip
+        self.root, self.spec, self.flip, self.scale_range = Path(split_json).parent, spec, flip, tuple(scale_range)
         self.images = coco["images"]
         self.annotations = {image["id"]: [] for image in self.images}
         for ann in coco["annotations"]:
@@ -42,8 +55,9 @@ class CocoInstances(torch.utils.data.Dataset):
     def __getitem__(self, index):
         info = self.images[index]
         pixels = inference.load_image(self.root / info["file_name"])
-        batch, scale = inference.preprocess(pixels, self.spec)
-        new_h, new_w, _ = inference.letterbox_size(info["height"], info["width"], self.spec.size)
+        fill = random.uniform(*self.scale_range) if self.scale_range != (1.0, 1.0) else 1.0
+        batch, scale = inference.preprocess(pixels, self.spec, fill)
+        new_h, new_w, _ = inference.letterbox_size(info["height"], info["width"], self.spec.size * fill)
         anns = self.annotations[info["id"]]
         masks = np.zeros((len(anns), self.spec.size, self.spec.size), dtype=np.uint8)
         for i, ann in enumerate(anns):
@@ -68,75 +82,250 @@ def collate(batch):
 
 
 def lr_factor(iteration: int, total: int, warmup: int, schedule: str) -> float:
-    """Multiplier of the base learning rate: linear warm-up, then cosine decay to 0 or constant."""
+    """Multiplier of the base learning rate: linear warm-up, then cosine decay to 0, or constant
+    (`plateau` is constant here; ReduceLROnPlateau lowers it between epochs)."""
     if iteration < warmup:
         return (iteration + 1) / warmup
-    if schedule == "constant":
+    if schedule in ("constant", "plateau"):
         return 1.0
     if schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * (iteration - warmup) / max(1, total - warmup)))
-    raise ValueError(f"unknown schedule {schedule!r}; expected cosine or constant")
+    raise ValueError(f"unknown schedule {schedule!r}; expected cosine, constant or plateau")
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, epoch: int, grad_clip: float, log) -> dict:
-    """One pass over `loader`; returns the mean of each loss."""
+def scaled_lr(spec, world_size: int) -> float:
+    """The recipe's lr is for a total batch of `lr_batch_size` images (0: the template's batch on one
+    process); other total batches scale it linearly."""
+    reference = spec.lr_batch_size or spec.batch_size
+    return spec.lr * spec.batch_size * world_size / reference
+
+
+def make_optimizer(spec, params, lr: float):
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+    if spec.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=spec.weight_decay)
+    raise ValueError(f"unknown optimizer {spec.optimizer!r}; expected sgd or adamw")
+
+
+class Training:
+    """What a training run changes as it goes, saved and restored as one: model, optimizer, schedules,
+    EMA, random states, history and the best epoch so far."""
+
+    def __init__(self, spec, num_classes: int, loader_generator: torch.Generator, world_size: int, device):
+        self.spec, self.generator, self.device = spec, loader_generator, device
+        self.model = build_model(spec, num_classes).to(device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(spec, params, scaled_lr(spec, world_size))
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(spec.ema_decay), use_buffers=True) \
+            if spec.ema_decay > 0 else None
+        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="max", factor=spec.plateau_factor, patience=spec.plateau_patience) \
+            if spec.schedule == "plateau" else None
+        self.history, self.best, self.best_state, self.epoch = [], None, None, 0
+        self.step_model = self.model  # what the training steps call: the model, or its DDP wrapper
+
+    def evaluated(self) -> torch.nn.Module:
+        """The weights that are validated and kept: the EMA's where there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def state(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "ema": self.ema.state_dict() if self.ema else None,
+                "plateau": self.plateau.state_dict() if self.plateau else None,
+                "random": random.getstate(), "torch_random": torch.get_rng_state(),
+                "loader_random": self.generator.get_state(), "history": self.history, "best": self.best,
+                "best_state": self.best_state, "epoch": self.epoch}
+
+    def restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.ema:
+            self.ema.load_state_dict(state["ema"])
+        if self.plateau:
+            self.plateau.load_state_dict(state["plateau"])
+        random.setstate(state["random"])
+        torch.set_rng_state(state["torch_random"])
+        self.generator.set_state(state["loader_random"])
+        self.history, self.best, self.best_state, self.epoch = (
+            state["history"], state["best"], state["best_state"], state["epoch"])
+
+
+def train_one_epoch(training: Training, loader, step_lr, epoch: int, scaler, show_progress: bool) -> dict:
+    """One pass over `loader`; returns the mean of each loss and the share of time spent waiting for data."""
+    model, optimizer, spec = training.step_model, training.optimizer, training.spec
     model.train()
-    sums, start = {}, time.monotonic()
-    for step, (images, targets) in enumerate(loader, 1):
-        losses = model(list(images), list(targets))
+    sums, waited, start = {}, 0.0, time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch}/{spec.epochs}", unit="step", disable=not show_progress, mininterval=2)
+    ready = time.perf_counter()
+    for step, (images, targets) in enumerate(bar, 1):
+        waited += time.perf_counter() - ready
+        images = [i.to(training.device) for i in images]
+        targets = [{k: v.to(training.device) for k, v in t.items()} for t in targets]
+        with torch.autocast(training.device.type, enabled=scaler is not None):
+            losses = model(images, targets)
         loss = sum(losses.values())
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch} step {step}: lower the learning rate")
+            raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch} step {step}")
         optimizer.zero_grad()
-        loss.backward()
-        if grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
-        scheduler.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if spec.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+        scaler.step(optimizer) if scaler is not None else optimizer.step()
+        if scaler is not None:
+            scaler.update()
+        step_lr()
+        if training.ema is not None:
+            training.ema.update_parameters(model)
         for name, value in losses.items():
             sums[name] = sums.get(name, 0.0) + value.item()
-        if step % 10 == 0 or step == len(loader):
-            per_step = (time.monotonic() - start) / step
-            log(f"  epoch {epoch} step {step}/{len(loader)} loss {loss.item():.3f} "
-                f"lr {optimizer.param_groups[0]['lr']:.4g} ({per_step:.2f} s/step, epoch ETA {per_step * (len(loader) - step):.0f} s)")
-    return {name: total / len(loader) for name, total in sums.items()}
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.3g}", refresh=False)
+        ready = time.perf_counter()
+    return {**{name: total / len(loader) for name, total in sums.items()},
+            "data_wait_share": round(waited / (time.perf_counter() - start), 4)}
 
 
-def fit(spec, data_dir: Path, out_dir: Path, log=print) -> dict:
+def fingerprint(spec, data_dir: Path) -> str:
+    """What a saved run must match to be resumed: the recipe and the training and validation data."""
+    digest = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode())
+    for split in ("train.json", "val.json"):
+        digest.update((data_dir / split).read_bytes())
+    return digest.hexdigest()
+
+
+def _load_resume(path: Path, expected: str, log):
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("fingerprint") != expected:
+        log(f"{path} belongs to another recipe or data: training from the start")
+        return None
+    return state
+
+
+def _save_atomically(state: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a kill while saving leaves the previous epoch's file whole
+
+
+def _device():
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def fit(spec, data_dir: Path, out_dir: Path, log=print, on_epoch=lambda record: None) -> dict:
     """Trains template `spec` on the prepared dataset in `data_dir`; writes `<out_dir>/model.pt`.
 
-    The saved checkpoint is the epoch with the best validation segm mAP. Returns the per-epoch history.
+    The saved checkpoint holds the epoch with the best validation segm mAP. A `resume.pt` left by a
+    killed run with the same recipe and data is continued from. Under `torchrun` (WORLD_SIZE > 1) each
+    process trains on its share of the images (DDP); process 0 validates, logs and saves. `on_epoch`
+    receives every epoch's record (restored ones too). Returns the per-epoch history.
     """
-    random.seed(spec.seed)
+    world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
+    device = _device()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    random.seed(spec.seed + rank)
     torch.manual_seed(spec.seed)
     labels = [c["name"] for c in json.loads((data_dir / "train.json").read_text())["categories"]]
     input_spec = inference.InputSpec(size=spec.input_size)
-    model = build_model(spec, len(labels))
-    loader = torch.utils.data.DataLoader(
-        CocoInstances(data_dir / "train.json", input_spec, flip=True), batch_size=spec.batch_size, shuffle=True,
-        num_workers=spec.num_workers, collate_fn=collate, generator=torch.Generator().manual_seed(spec.seed))
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=spec.lr,
-                                momentum=spec.momentum, weight_decay=spec.weight_decay)
+    dataset = CocoInstances(data_dir / "train.json", input_spec, flip=True, scale_range=spec.scale_range)
+    generator = torch.Generator().manual_seed(spec.seed)
+    sampler = torch.utils.data.DistributedSampler(dataset, world, rank, shuffle=True, seed=spec.seed) \
+        if world > 1 else None
+    loader = torch.utils.data.DataLoader(dataset, batch_size=spec.batch_size, shuffle=sampler is None,
+                                         sampler=sampler, num_workers=spec.num_workers, collate_fn=collate,
+                                         generator=generator, persistent_workers=spec.num_workers > 0)
+    training = Training(spec, len(labels), generator, world, device)
     total = spec.epochs * len(loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda i: lr_factor(i, total, spec.warmup_iters, spec.schedule))
-    history, best = [], None
+    scheduler = torch.optim.lr_scheduler.LambdaLR(training.optimizer,
+                                                  lambda i: lr_factor(i, total, spec.warmup_iters, spec.schedule))
+    scaler = torch.amp.GradScaler("cuda") if spec.amp and device.type == "cuda" else None
     out_dir.mkdir(parents=True, exist_ok=True)
-    for epoch in range(1, spec.epochs + 1):
+    resume_file, key = out_dir / RESUME_FILE, fingerprint(spec, data_dir)
+    saved = _load_resume(resume_file, key, log)
+    if saved:
+        training.restore(saved["training"])
+        scheduler.load_state_dict(saved["scheduler"])
+        log(f"resuming from {resume_file}: epoch {training.epoch} of {spec.epochs} done")
+    for record in training.history:
+        on_epoch(record)
+    if world > 1:
+        training.step_model = torch.nn.parallel.DistributedDataParallel(training.model)
+
+    def step_lr():
+        # Per iteration: warm-up, then cosine or constant. A plateau schedule leaves the lr to
+        # ReduceLROnPlateau after warm-up (LambdaLR would undo its reductions).
+        if spec.schedule != "plateau" or scheduler.last_epoch < spec.warmup_iters:
+            scheduler.step()
+    while training.epoch < spec.epochs and not _stop_early(training.history, spec.early_stop_patience):
+        epoch = training.epoch + 1
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         start = time.monotonic()
-        losses = train_one_epoch(model, loader, optimizer, scheduler, epoch, spec.grad_clip, log)
-        model.eval()
-        results = inference.predict_split(torch_predictor(InferenceGraph(model)), data_dir / "val.json", input_spec,
-                                          spec.score_threshold)
+        try:
+            losses = train_one_epoch(training, loader, step_lr, epoch, scaler, show_progress=rank == 0)
+        except FloatingPointError as error:
+            last = f"{resume_file} (epoch {training.epoch})" if training.epoch else "none: it was the first epoch"
+            raise FloatingPointError(f"{error}; lower the learning rate. Last good checkpoint: {last}") from None
+        except torch.OutOfMemoryError:
+            raise MemoryError(f"out of memory training template with backbone {spec.backbone}: lower its "
+                              f"batch_size ({spec.batch_size}) or input_size ({spec.input_size}) in params.yaml") from None
+        val = _validate(training, data_dir, input_spec, world, rank)
+        training.epoch = epoch
+        record = {"epoch": epoch, "lr": training.optimizer.param_groups[0]["lr"], **losses,
+                  "val_segm_map": val["segm_map"], "val_bbox_map": val["bbox_map"],
+                  "seconds": round(time.monotonic() - start, 1)}
+        training.history.append(record)
+        if training.best is None or val["segm_map"] > training.best:
+            training.best = val["segm_map"]
+            training.best_state = {k: v.detach().cpu().clone() for k, v in training.evaluated().state_dict().items()}
+        if training.plateau:
+            training.plateau.step(val["segm_map"])
+        if rank == 0:
+            _save_atomically({"fingerprint": key, "training": training.state(), "scheduler": scheduler.state_dict()},
+                             resume_file)
+            on_epoch(record)
+            log(f"epoch {epoch}/{spec.epochs}: loss {sum(v for k, v in losses.items() if k.startswith('loss')):.3f}, "
+                f"val segm mAP {val['segm_map']:.1f}, bbox mAP {val['bbox_map']:.1f} ({record['seconds']} s)")
+    best_epoch = max(training.history, key=lambda h: h["val_segm_map"])["epoch"]
+    if rank == 0:
+        torch.save({"model": training.best_state, "template": asdict(spec), "labels": labels, "epoch": best_epoch},
+                   out_dir / "model.pt")
+        resume_file.unlink()
+    if world > 1:
+        dist.barrier()
+    return {"history": training.history, "best_epoch": best_epoch, "best_val_segm_map": training.best}
+
+
+def _stop_early(history: list, patience: int) -> bool:
+    """True when validation segm mAP has not improved for `patience` epochs (0: never stop early)."""
+    if patience <= 0 or len(history) <= patience:
+        return False
+    best_before = max(h["val_segm_map"] for h in history[:-patience])
+    return all(h["val_segm_map"] <= best_before for h in history[-patience:])
+
+
+def _validate(training: Training, data_dir: Path, input_spec, world: int, rank: int) -> dict:
+    """Validation segm/bbox mAP, computed by process 0 and shared with the others."""
+    val = None
+    if rank == 0:
+        model = training.evaluated().eval()
+        graph = InferenceGraph(model.to("cpu"))
+        results = inference.predict_split(torch_predictor(graph), data_dir / "val.json", input_spec,
+                                          training.spec.score_threshold)
         val = coco_metrics(data_dir / "val.json", results)
-        history.append({"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **losses,
-                        "val_segm_map": val["segm_map"], "val_bbox_map": val["bbox_map"],
-                        "seconds": round(time.monotonic() - start, 1)})
-        log(f"epoch {epoch}/{spec.epochs}: loss {sum(losses.values()):.3f}, val segm mAP {val['segm_map']:.1f}, "
-            f"bbox mAP {val['bbox_map']:.1f} ({history[-1]['seconds']} s)")
-        if best is None or val["segm_map"] > best:
-            best = val["segm_map"]
-            torch.save({"model": model.state_dict(), "template": asdict(spec), "labels": labels, "epoch": epoch},
-                       out_dir / "model.pt")
-    return {"history": history, "best_epoch": max(history, key=lambda h: h["val_segm_map"])["epoch"],
-            "best_val_segm_map": best}
+        model.to(training.device)
+    if world > 1:
+        shared = [val]
+        dist.broadcast_object_list(shared, src=0)
+        val = shared[0]
+    return val

@@ -1,11 +1,13 @@
-"""Stage train: fine-tunes one template on one prepared dataset; keeps the best validation epoch."""
+"""Stage train: fine-tunes one template on one prepared dataset with one seed; keeps the best validation
+epoch; logs every epoch with DVCLive. A run killed part-way continues from its last finished epoch."""
 
 import argparse
-import csv
 import dataclasses
 import json
 import time
 from pathlib import Path
+
+from dvclive import Live
 
 from pipelines import engines
 from pipelines.config import load_params
@@ -16,9 +18,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--template", required=True, help="key under `templates` in params.yaml")
     p.add_argument("--seed", type=int, required=True, help="training seed (one of `run.seeds`)")
     p.add_argument("--data", type=Path, required=True, help="prepared dataset folder (train.json, val.json)")
-    p.add_argument("--out", type=Path, required=True, help="folder for model.pt")
+    p.add_argument("--out", type=Path, required=True, help="folder for model.pt (and resume.pt while training)")
     p.add_argument("--metrics", type=Path, required=True,
-                   help="folder for train.json, train_log.csv and template.json (the recipe as trained)")
+                   help="folder for train.json, template.json (the recipe as trained) and live/ (DVCLive curves)")
     return p
 
 
@@ -27,16 +29,20 @@ def main(args=None) -> None:
     spec = dataclasses.replace(load_params().templates[args.template], seed=args.seed)
     start = time.monotonic()
     print(f"training {args.template} ({spec.backbone}, {spec.input_size}px, {spec.epochs} epochs, seed {spec.seed}) "
-          f"on {args.data}")
-    result = engines.get(spec.engine).train(spec, args.data, args.out, log=lambda m: print(m, flush=True))
-    args.metrics.mkdir(parents=True, exist_ok=True)
-    history = result["history"]
-    with open(args.metrics / "train_log.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
+          f"on {args.data}", flush=True)
+    # One DVCLive step per epoch; resumed epochs are logged again, so the curves are whole.
+    with Live(dir=str(args.metrics / "live"), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+        def on_epoch(record: dict) -> None:
+            live.step = record["epoch"]
+            for name, value in record.items():
+                if name != "epoch":
+                    live.log_metric(f"train/{name}" if not name.startswith("val_") else f"val/{name[4:]}", value)
+            live.next_step()
+
+        result = engines.get(spec.engine).train(spec, args.data, args.out, log=lambda m: print(m, flush=True),
+                                                on_epoch=on_epoch)
     summary = {"best_epoch": result["best_epoch"], "best_val_segm_map": result["best_val_segm_map"],
-               "train_seconds": round(time.monotonic() - start, 1)}
+               "epochs_run": len(result["history"]), "train_seconds": round(time.monotonic() - start, 1)}
     (args.metrics / "train.json").write_text(json.dumps(summary, indent=2))
     (args.metrics / "template.json").write_text(json.dumps(dataclasses.asdict(spec), indent=2))
     print(f"best epoch {summary['best_epoch']}: val segm mAP {summary['best_val_segm_map']:.2f}")

@@ -1,4 +1,11 @@
+import dataclasses
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
@@ -8,6 +15,8 @@ from pipelines import training
 from pipelines.datasets import demo
 from pipelines.datasets.prepare import prepare
 from pipelines.inference import InputSpec
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +61,149 @@ def test_warmup_then_cosine():
     assert training.lr_factor(99, 100, 10, "constant") == 1.0
 
 
+TIMINGS = ("seconds", "data_wait_share")
+
+
+def untimed(history: list) -> list:
+    return [{k: v for k, v in record.items() if k not in TIMINGS} for record in history]
+
+
 def test_fit_keeps_best_epoch_and_is_deterministic(prepared, tiny_spec, tmp_path):
     spec = tiny_spec(epochs=2)
     first = training.fit(spec, prepared, tmp_path / "a", log=lambda _: None)
     second = training.fit(spec, prepared, tmp_path / "b", log=lambda _: None)
     assert [h["epoch"] for h in first["history"]] == [1, 2]
-    assert first["history"] == [{**h, "seconds": f["seconds"]} for h, f in zip(second["history"], first["history"])]
+    assert untimed(first["history"]) == untimed(second["history"])
     saved = torch.load(tmp_path / "a" / "model.pt", weights_only=False)
     assert saved["epoch"] == first["best_epoch"] and saved["labels"] == ["grape"]
+    assert not (tmp_path / "a" / training.RESUME_FILE).exists()  # removed once training finished
 
 
-def test_diverging_loss_stops_with_step(prepared, tiny_spec, tmp_path):
+def test_diverging_loss_stops_with_step_and_last_good_checkpoint(prepared, tiny_spec, tmp_path):
     spec = tiny_spec(lr=1e6, grad_clip=0.0, warmup_iters=1)
-    with pytest.raises(FloatingPointError, match="at epoch 1 step"):
+    with pytest.raises(FloatingPointError, match="at epoch 1 step .*lower the learning rate. Last good checkpoint: "
+                                                 "none: it was the first epoch"):
         training.fit(spec, prepared, tmp_path, log=lambda _: None)
+
+
+def test_out_of_memory_names_what_to_lower(prepared, tiny_spec, tmp_path, monkeypatch):
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+    monkeypatch.setattr(training, "train_one_epoch", oom)
+    with pytest.raises(MemoryError, match=r"backbone resnet18: lower its batch_size \(2\) or input_size \(96\)"):
+        training.fit(tiny_spec(), prepared, tmp_path, log=lambda _: None)
+
+
+RUN = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from pipelines import training
+from pipelines.config import TemplateSpec
+training.fit(TemplateSpec(**json.loads(sys.argv[2])), Path(sys.argv[3]), Path(sys.argv[4]), log=print)
+"""
+
+
+def test_killed_training_resumes_from_its_last_epoch_with_the_same_result(prepared, tiny_spec, tmp_path):
+    spec = tiny_spec(epochs=3)
+    straight = training.fit(spec, prepared, tmp_path / "straight", log=lambda _: None)
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-c", RUN, str(ROOT), json.dumps(dataclasses.asdict(spec)),
+                                str(prepared), str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (out / training.RESUME_FILE).exists():  # epoch 1 is saved: kill it during epoch 2
+        assert process.poll() is None, "training ended before it could be killed"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved_epoch = torch.load(out / training.RESUME_FILE, weights_only=False)["training"]["epoch"]
+    assert saved_epoch < 3
+    logged = []
+    resumed = training.fit(spec, prepared, out, log=logged.append)
+    assert logged[0] == f"resuming from {out / training.RESUME_FILE}: epoch {saved_epoch} of 3 done"
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    assert untimed(resumed["history"]) == untimed(straight["history"])
+    a, b = (torch.load(d / "model.pt", weights_only=False)["model"] for d in (tmp_path / "straight", out))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_file_of_another_recipe_is_not_used(prepared, tiny_spec, tmp_path):
+    training.fit(tiny_spec(epochs=1), prepared, tmp_path, log=lambda _: None)
+    (tmp_path / "model.pt").rename(tmp_path / "old.pt")
+    torch.save({"fingerprint": "something else"}, tmp_path / training.RESUME_FILE)
+    logged = []
+    training.fit(tiny_spec(epochs=1), prepared, tmp_path, log=logged.append)
+    assert "belongs to another recipe or data: training from the start" in logged[0]
+
+
+def test_multiscale_moves_masks_with_boxes(prepared):
+    dataset = training.CocoInstances(prepared / "train.json", InputSpec(size=96), flip=True, scale_range=(0.5, 0.9))
+    widths = set()
+    for seed in range(6):
+        training.random.seed(seed)
+        image, target = dataset[0]
+        for box, mask in zip(target["boxes"], target["masks"]):
+            ys, xs = np.nonzero(mask.numpy())
+            assert box.tolist() == pytest.approx([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], abs=1.5)
+        columns = np.nonzero(image.abs().sum(dim=(0, 1)).numpy())[0]  # padding is 0 after normalisation
+        widths.add(int(columns.max() - columns.min() + 1))
+    assert len(widths) > 1 and max(widths) < 96  # the image fills different, smaller shares of the canvas
+
+
+def test_recipe_options_plateau_adamw_ema_early_stop(prepared, tiny_spec, tmp_path):
+    spec = tiny_spec(epochs=6, optimizer="adamw", lr=1e-4, schedule="plateau", plateau_patience=0,
+                     plateau_factor=0.5, ema_decay=0.9, early_stop_patience=2)
+    result = training.fit(spec, prepared, tmp_path, log=lambda _: None)
+    history = result["history"]
+    maps = [h["val_segm_map"] for h in history]
+    # Early stopping: the run went on while the rule allowed, and ended where it fired (or at epoch 6).
+    assert not any(training._stop_early(history[:k], 2) for k in range(1, len(history)))
+    assert len(history) == 6 or training._stop_early(history, 2)
+    # Plateau with patience 0: an epoch without a new best halves the lr of the next one.
+    for i in range(1, len(history) - 1):
+        factor = 0.5 if maps[i] <= max(maps[:i]) else 1.0
+        assert history[i + 1]["lr"] == pytest.approx(history[i]["lr"] * factor)
+    saved = torch.load(tmp_path / "model.pt", weights_only=False)
+    assert saved["epoch"] == result["best_epoch"]
+
+
+def test_early_stop_rule():
+    history = [{"val_segm_map": v} for v in (10, 20, 15, 18)]
+    assert training._stop_early(history, 2) and not training._stop_early(history, 3)
+    assert not training._stop_early(history[:3], 2) and not training._stop_early(history, 0)
+
+
+def test_lr_scales_with_the_total_batch(tiny_spec):
+    assert training.scaled_lr(tiny_spec(lr=0.02, batch_size=2), 1) == pytest.approx(0.02)
+    assert training.scaled_lr(tiny_spec(lr=0.02, batch_size=2, lr_batch_size=16), 2) == pytest.approx(0.005)
+
+
+DDP = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from pipelines import training
+from pipelines.config import TemplateSpec
+result = training.fit(TemplateSpec(**json.loads(sys.argv[2])), Path(sys.argv[3]), Path(sys.argv[4]), log=print)
+print("history", json.dumps(result["history"]))
+"""
+
+
+def test_ddp_with_two_cpu_processes_on_gloo(prepared, tiny_spec, tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP)
+    spec = tiny_spec(epochs=1)
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                             "--master_port", "29531", str(script), str(ROOT), json.dumps(dataclasses.asdict(spec)),
+                             str(prepared), str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    histories = [json.loads(line.split(" ", 1)[1]) for line in result.stdout.splitlines() if line.startswith("history")]
+    assert len(histories) == 2 and histories[0][0]["val_segm_map"] == histories[1][0]["val_segm_map"]
+    saved = torch.load(tmp_path / "out" / "model.pt", weights_only=False)
+    assert saved["labels"] == ["grape"] and not any(k.startswith("module.") for k in saved["model"])
+
+
+def test_ema_weights_are_the_ones_validated(tiny_spec):
+    with_ema = training.Training(tiny_spec(ema_decay=0.99), 2, torch.Generator(), 1, torch.device("cpu"))
+    assert with_ema.evaluated() is with_ema.ema.module and with_ema.evaluated() is not with_ema.model
+    plain = training.Training(tiny_spec(), 2, torch.Generator(), 1, torch.device("cpu"))
+    assert plain.evaluated() is plain.model

@@ -1,7 +1,8 @@
 """Training engines. A template names its engine; stages reach models only through `get(name)`.
 
 An engine module provides:
-    train(spec, data_dir, out_dir, log) -> dict              writes <out_dir>/model.pt
+    train(spec, data_dir, out_dir, log, on_epoch) -> dict    writes <out_dir>/model.pt; resumes a killed run;
+                                                             on_epoch(record) after every epoch
     load(checkpoint, for_export=False) -> Loaded             the inference graph and what it needs;
                                                              for export, with no score threshold inside
     complexity(checkpoint) -> dict                           {"gflops": ..., "params_m": ...}

@@ -17,8 +17,8 @@ from pipelines.models.maskrcnn import complexity as model_complexity
 INT8_FLOAT_SCOPES = ("rpn", "roi_heads")
 
 
-def train(spec: TemplateSpec, data_dir: Path, out_dir: Path, log=print) -> dict:
-    return training.fit(spec, data_dir, out_dir, log)
+def train(spec: TemplateSpec, data_dir: Path, out_dir: Path, log=print, on_epoch=lambda record: None) -> dict:
+    return training.fit(spec, data_dir, out_dir, log, on_epoch)
 
 
 def _model(checkpoint: Path):
