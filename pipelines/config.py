@@ -25,9 +25,9 @@ class DatasetSpec:
 class TemplateSpec:
     """One model template and its training recipe (`templates.<key>` in params.yaml)."""
     engine: str                    # which training engine builds and trains it (see pipelines/engines)
-    backbone: str
+    backbone: str                  # for architecture custom: resnet18 | resnet50 | efficientnet_b2 | convnext_tiny
     input_size: int                # images are letterboxed to input_size x input_size
-    pretrained: str                # none | coco | imagenet | a path to a checkpoint
+    pretrained: str                # none | coco (maskrcnn_resnet50_fpn_v2 only) | imagenet | a checkpoint path
     epochs: int
     batch_size: int
     lr: float
@@ -42,6 +42,7 @@ class TemplateSpec:
     rois_per_image: int            # sampled RoIs per image for the box and mask heads
     box_head_width: int
     mask_head_channels: list       # one conv layer per entry
+    architecture: str = "custom"   # custom (FPN and heads sized below) | maskrcnn_resnet50_fpn_v2 (torchvision's)
     num_workers: int = 0           # DataLoader worker processes
     optimizer: str = "sgd"         # sgd | adamw (momentum is SGD's only)
     lr_batch_size: int = 0         # the total batch `lr` is meant for; other totals scale it linearly (0: batch_size)

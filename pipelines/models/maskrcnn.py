@@ -1,7 +1,9 @@
 """torchvision Mask R-CNN with an FPN on a named backbone, sized by a template's params.
 
-Mask R-CNN on a CPU spends most of its time in the heads, so the head sizes (FPN width, proposals,
-sampled RoIs, box-head width, mask-head convs) are template params, not torchvision's defaults.
+Two architectures: `custom` builds the FPN model on any backbone of BACKBONES with the head sizes
+(FPN width, box-head width, mask-head convs) as template params, since Mask R-CNN on a CPU spends
+most of its time in the heads; `maskrcnn_resnet50_fpn_v2` is torchvision's model of that name
+(ResNet-50, normalised FPN and heads), the one with COCO weights.
 """
 
 from pathlib import Path
@@ -59,7 +61,14 @@ def build_model(spec, num_classes: int) -> MaskRCNN:
     The model receives images already letterboxed and normalised by `pipelines.inference`, so its own
     transform neither resizes (min = max = input size) nor normalises (mean 0, std 1).
     """
+    if spec.architecture == "maskrcnn_resnet50_fpn_v2":
+        return _resnet50_fpn_v2(spec, num_classes)
+    if spec.architecture != "custom":
+        raise ValueError(f"unknown architecture {spec.architecture!r}; expected custom or maskrcnn_resnet50_fpn_v2")
     pretrained = spec.pretrained
+    if pretrained == "coco":
+        raise PretrainedWeightsError("torchvision has COCO weights for architecture maskrcnn_resnet50_fpn_v2 only; "
+                                     "set `pretrained` to imagenet, none or a checkpoint path")
     backbone = _backbone(spec.backbone, spec.fpn_channels, imagenet=pretrained == "imagenet")
     anchors = AnchorGenerator(sizes=tuple((s,) for s in spec.anchor_sizes),
                               aspect_ratios=((0.5, 1.0, 2.0),) * len(spec.anchor_sizes))
@@ -81,6 +90,37 @@ def build_model(spec, num_classes: int) -> MaskRCNN:
     )
     if pretrained not in ("none", "imagenet"):
         load_pretrained(model, Path(pretrained))
+    return model
+
+
+def _resnet50_fpn_v2(spec, num_classes: int) -> MaskRCNN:
+    """torchvision's maskrcnn_resnet50_fpn_v2, started from COCO or ImageNet weights or from scratch,
+    with the class-specific predictors rebuilt for `num_classes`."""
+    from torchvision.models import ResNet50_Weights
+    from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights, maskrcnn_resnet50_fpn_v2
+
+    pre_nms, post_nms = spec.rpn_proposals
+    options = dict(min_size=spec.input_size, max_size=spec.input_size, image_mean=[0.0] * 3, image_std=[1.0] * 3,
+                   rpn_pre_nms_top_n_train=pre_nms, rpn_post_nms_top_n_train=post_nms,
+                   rpn_pre_nms_top_n_test=pre_nms // 2, rpn_post_nms_top_n_test=post_nms // 2,
+                   box_batch_size_per_image=spec.rois_per_image, box_score_thresh=spec.score_threshold)
+    weights = MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1 if spec.pretrained == "coco" else None
+    backbone_weights = ResNet50_Weights.IMAGENET1K_V1 if spec.pretrained == "imagenet" else None
+    try:
+        model = maskrcnn_resnet50_fpn_v2(weights=weights, weights_backbone=backbone_weights, **options)
+    except Exception as error:  # urllib raises several kinds when offline
+        name = (weights or backbone_weights).url.rsplit("/", 1)[-1]
+        raise PretrainedWeightsError(
+            f"could not load {spec.pretrained} weights for maskrcnn_resnet50_fpn_v2: {error}. Without network "
+            f"access, put {name} into {torch.hub.get_dir()}/checkpoints/ or set the template's `pretrained` to "
+            f"`none` or to a local checkpoint path") from error
+    # COCO's 91 classes out, this dataset's in: only the two predictors depend on the class count.
+    box_width = model.roi_heads.box_predictor.cls_score.in_features
+    model.roi_heads.box_predictor = FastRCNNPredictor(box_width, num_classes + 1)
+    mask_width = model.roi_heads.mask_predictor.conv5_mask.in_channels
+    model.roi_heads.mask_predictor = MaskRCNNPredictor(mask_width, mask_width, num_classes + 1)
+    if spec.pretrained not in ("none", "imagenet", "coco"):
+        load_pretrained(model, Path(spec.pretrained))
     return model
 
 
