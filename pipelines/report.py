@@ -148,7 +148,6 @@ def dataset_table(stats: dict) -> pd.DataFrame:
                          "instances": sum(s["instances"].values()), "crowd regions": sum(s["crowd_regions"].values()),
                          "images without objects": s["images_without_objects"], "converted": len(s["converted"]),
                          "skipped objects": len(s["skipped_objects"])})
-        rows.append({"dataset": dataset, "split": "(left out)", "images": len(data["skipped_images"])})
     return pd.DataFrame(rows)
 
 
@@ -303,6 +302,8 @@ def write_report(long: pd.DataFrame, classes: pd.DataFrame, stats_dir: Path, dat
                  "Images and objects per split after `prepare` (train and val are what training saw; test is "
                  "what every number above is measured on). Crowd regions are ignored the COCO way in evaluation.",
                  _markdown(dataset_table(stats)),
+                 "Images left out before the split (named below): " + ", ".join(
+                     f"{dataset} {len(data['skipped_images'])}" for dataset, data in stats.items()) + ".",
                  "### Instances per class", _markdown(class_table(stats)),
                  "### Converted and left out",
                  _markdown(left_out) if not left_out.empty else "Nothing: every image and object was used as shipped."]
