@@ -4,7 +4,7 @@ STAMP := $(VENV)/.installed
 # dvc.yaml's commands call `python`: make it the project's interpreter.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: benchmark test setup fetch
+.PHONY: benchmark test setup fetch compare
 
 setup: $(STAMP)
 
@@ -24,3 +24,8 @@ test: $(STAMP)
 # The real Pets and WGISD into data/raw (Cityscapes needs an account: see README).
 fetch: $(STAMP)
 	python -m pipelines.datasets.fetch --out data/raw
+
+# Experiments side by side (after `make benchmark`): per template average and per-dataset test segm mAP,
+# and the params that differ; a column equal in every row is left out.
+compare:
+	dvc exp show --md --only-changed --drop 'Created|State|Executor|^(data|models|pipelines|stages)/.*|^metrics$$'

@@ -111,6 +111,12 @@ def test_changing_one_template_param_reruns_its_stages_and_report_only(repo):
     shown = run(["dvc", "exp", "show", "--md"], repo).stdout
     assert "lower-lr" in shown and "tiny.segm_map_average" in shown and "tiny.segm_map_pets" in shown
     assert "templates.tiny.lr" in shown
+    compact = run(["make", "compare"], repo).stdout
+    header = next(line for line in compact.splitlines() if line.startswith("| Experiment"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    # Only columns that differ between rows are kept: a dataset both runs score 0 on may drop out.
+    expected = ["Experiment", "tiny.segm_map_average"] + [f"tiny.segm_map_{d}" for d in DATASETS] + ["templates.tiny.lr"]
+    assert columns == [c for c in expected if c in columns] and "templates.tiny.lr" in columns
     diff = run(["dvc", "exp", "diff", "HEAD", "lower-lr"], repo).stdout
     assert "tiny.segm_map_average" in diff and "templates.tiny.lr" in diff
     plots = run(["dvc", "plots", "diff", "HEAD", "lower-lr", "-o", "plots_out"], repo).stdout
