@@ -22,7 +22,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ir", type=Path, required=True, help="model.xml of an exported IR (model.bin beside it)")
     p.add_argument("--images", type=Path, nargs="+", required=True, help="image files or folders of images")
     p.add_argument("--out", type=Path, required=True, help="folder for predictions.json and overlays/")
-    p.add_argument("--score-threshold", type=float, help="default: the threshold stored in the IR")
+    p.add_argument("--score-threshold", type=float,
+                   help="default: the threshold stored in the IR (the graph already drops detections below it)")
     p.add_argument("--show-threshold", type=float, default=0.3, help="overlays draw detections above this score")
     p.add_argument("--device", default="CPU", help="OpenVINO device (default: CPU)")
     return p

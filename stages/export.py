@@ -47,7 +47,7 @@ def main(args=None) -> None:
     args = parser().parse_args(args)
     params = load_params()
     engine = engines.get(params.templates[args.template].engine)
-    loaded = engine.load(args.model, for_export=True)
+    loaded = engine.load(args.model)
     example = trace_input(loaded.graph, args.data / "val.json", loaded.input_spec)
     unknown = set(params.export["precisions"]) - {"fp32", "fp16", "int8"}
     if unknown:

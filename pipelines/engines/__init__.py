@@ -3,8 +3,8 @@
 An engine module provides:
     train(spec, data_dir, out_dir, log, on_epoch) -> dict    writes <out_dir>/model.pt; resumes a killed run;
                                                              on_epoch(record) after every epoch
-    load(checkpoint, for_export=False) -> Loaded             the inference graph and what it needs;
-                                                             for export, with no score threshold inside
+    load(checkpoint) -> Loaded                               the inference graph (score threshold inside)
+                                                             and what it needs
     complexity(checkpoint) -> dict                           {"gflops": ..., "params_m": ...}
     INT8_FLOAT_SCOPES                                        IR layer-name parts whose box arithmetic stays float
 The inference graph is a torch module following `pipelines.inference`'s predictor contract, so
