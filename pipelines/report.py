@@ -27,18 +27,21 @@ def cell(template: str, dataset: str, seed: int) -> str:
     return f"{template}-{dataset}-seed{seed}"
 
 
+def cells(templates: list, datasets: list, seeds: list):
+    """Every (template, dataset, seed) the run selects, in report order."""
+    return ((t, d, s) for t in templates for d in datasets for s in seeds)
+
+
 def collect(metrics_dir: Path, templates: list, datasets: list, seeds: list) -> pd.DataFrame:
     """One row per template x dataset x seed from the cells' metrics files; a missing file leaves its cells empty."""
     rows = []
-    for template in templates:
-        for dataset in datasets:
-            for seed in seeds:
-                row = {"template": template, "dataset": dataset, "seed": seed}
-                for name, prefix in SOURCES.items():
-                    path = metrics_dir / cell(template, dataset, seed) / name
-                    if path.is_file():
-                        row.update({prefix + k: v for k, v in json.loads(path.read_text()).items()})
-                rows.append(row)
+    for template, dataset, seed in cells(templates, datasets, seeds):
+        row = {"template": template, "dataset": dataset, "seed": seed}
+        for name, prefix in SOURCES.items():
+            path = metrics_dir / cell(template, dataset, seed) / name
+            if path.is_file():
+                row.update({prefix + k: v for k, v in json.loads(path.read_text()).items()})
+        rows.append(row)
     long = pd.DataFrame(rows).reindex(columns=LONG_COLUMNS)
     long["ir_minus_pytorch"] = (long["ir_segm_map"] - long["segm_map"]).round(3)
     long["int8_minus_fp32"] = (long["ir_int8_segm_map"] - long["ir_segm_map"]).round(3)
@@ -54,13 +57,11 @@ def seed_means(long: pd.DataFrame) -> pd.DataFrame:
 def per_class(metrics_dir: Path, templates: list, datasets: list, seeds: list) -> pd.DataFrame:
     """Long table of per-class AP averaged over seeds: template, dataset, class, segm_ap, segm_ap50, bbox_ap, bbox_ap50."""
     rows = []
-    for template in templates:
-        for dataset in datasets:
-            for seed in seeds:
-                path = metrics_dir / cell(template, dataset, seed) / "per_class.json"
-                if path.is_file():
-                    for name, values in json.loads(path.read_text()).items():
-                        rows.append({"template": template, "dataset": dataset, "class": name, **values})
+    for template, dataset, seed in cells(templates, datasets, seeds):
+        path = metrics_dir / cell(template, dataset, seed) / "per_class.json"
+        if path.is_file():
+            for name, values in json.loads(path.read_text()).items():
+                rows.append({"template": template, "dataset": dataset, "class": name, **values})
     columns = ["template", "dataset", "class", "segm_ap", "segm_ap50", "bbox_ap", "bbox_ap50"]
     return pd.DataFrame(rows, columns=columns).groupby(columns[:3], sort=False).mean().reset_index()
 
