@@ -82,7 +82,7 @@ def project_pass(spec, initial: dict, loader, num_classes: int) -> tuple[float, 
     run.model.load_state_dict(initial)
     scheduler = torch.optim.lr_scheduler.LambdaLR(run.optimizer, lambda i: 1.0)
     start = time.perf_counter()
-    losses = training.train_one_epoch(run, loader, scheduler.step, 1, None, show_progress=False)
+    losses = training.train_one_epoch(run, loader, scheduler.step, 1, show_progress=False)
     return time.perf_counter() - start, losses["data_wait_share"]
 
 

@@ -108,9 +108,17 @@ def make_optimizer(spec, params, lr: float):
     raise ValueError(f"unknown optimizer {spec.optimizer!r}; expected sgd or adamw")
 
 
+def mixed_precision(spec, device) -> torch.dtype | None:
+    """The autocast type of a template with `amp: true`: bfloat16 where the GPU has it (no loss scaling
+    needed), else float16 with a GradScaler; None (full precision) with `amp: false` or on a CPU."""
+    if not spec.amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 class Training:
     """What a training run changes as it goes, saved and restored as one: model, optimizer, schedules,
-    EMA, random states, history and the best epoch so far."""
+    EMA, loss scale, random states, history and the best epoch so far."""
 
     def __init__(self, spec, num_classes: int, loader_generator: torch.Generator, world_size: int, device):
         self.spec, self.generator, self.device = spec, loader_generator, device
@@ -122,6 +130,8 @@ class Training:
         self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="max", factor=spec.plateau_factor, patience=spec.plateau_patience) \
             if spec.schedule == "plateau" else None
+        self.amp_dtype = mixed_precision(spec, device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.history, self.best, self.best_state, self.epoch = [], None, None, 0
         self.step_model = self.model  # what the training steps call: the model, or its DDP wrapper
 
@@ -133,7 +143,9 @@ class Training:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "ema": self.ema.state_dict() if self.ema else None,
                 "plateau": self.plateau.state_dict() if self.plateau else None,
+                "scaler": self.scaler.state_dict() if self.scaler else None,
                 "random": random.getstate(), "torch_random": torch.get_rng_state(),
+                "cuda_random": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
                 "loader_random": self.generator.get_state(), "history": self.history, "best": self.best,
                 "best_state": self.best_state, "epoch": self.epoch}
 
@@ -144,25 +156,31 @@ class Training:
             self.ema.load_state_dict(state["ema"])
         if self.plateau:
             self.plateau.load_state_dict(state["plateau"])
+        if self.scaler and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         random.setstate(state["random"])
         torch.set_rng_state(state["torch_random"])
+        if self.device.type == "cuda" and state.get("cuda_random"):
+            torch.cuda.set_rng_state_all(state["cuda_random"])
         self.generator.set_state(state["loader_random"])
         self.history, self.best, self.best_state, self.epoch = (
             state["history"], state["best"], state["best_state"], state["epoch"])
 
 
-def train_one_epoch(training: Training, loader, step_lr, epoch: int, scaler, show_progress: bool) -> dict:
-    """One pass over `loader`; returns the mean of each loss and the share of time spent waiting for data."""
-    model, optimizer, spec = training.step_model, training.optimizer, training.spec
+def train_one_epoch(training: Training, loader, step_lr, epoch: int, show_progress: bool) -> dict:
+    """One pass over `loader`; returns the mean of each loss, the share of time spent waiting for data and
+    this process's images per second."""
+    model, optimizer, spec, scaler = training.step_model, training.optimizer, training.spec, training.scaler
     model.train()
-    sums, waited, start = {}, 0.0, time.perf_counter()
+    sums, waited, seen, start = {}, 0.0, 0, time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}/{spec.epochs}", unit="step", disable=not show_progress, mininterval=2)
     ready = time.perf_counter()
     for step, (images, targets) in enumerate(bar, 1):
         waited += time.perf_counter() - ready
+        seen += len(images)
         images = [i.to(training.device) for i in images]
         targets = [{k: v.to(training.device) for k, v in t.items()} for t in targets]
-        with torch.autocast(training.device.type, enabled=scaler is not None):
+        with torch.autocast(training.device.type, dtype=training.amp_dtype, enabled=training.amp_dtype is not None):
             losses = model(images, targets)
         loss = sum(losses.values())
         if not torch.isfinite(loss):
@@ -185,8 +203,9 @@ def train_one_epoch(training: Training, loader, step_lr, epoch: int, scaler, sho
             sums[name] = sums.get(name, 0.0) + value.item()
         bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.3g}", refresh=False)
         ready = time.perf_counter()
+    seconds = time.perf_counter() - start
     return {**{name: total / len(loader) for name, total in sums.items()},
-            "data_wait_share": round(waited / (time.perf_counter() - start), 4)}
+            "data_wait_share": round(waited / seconds, 4), "images_per_second": round(seen / seconds, 2)}
 
 
 def fingerprint(spec, data_dir: Path) -> str:
@@ -245,10 +264,12 @@ def fit(spec, data_dir: Path, out_dir: Path, log=print, on_epoch=lambda record: 
                                          sampler=sampler, num_workers=spec.num_workers, collate_fn=collate,
                                          generator=generator, persistent_workers=spec.num_workers > 0)
     training = Training(spec, len(labels), generator, world, device)
+    if rank == 0:
+        precision = f"mixed precision ({str(training.amp_dtype)[6:]})" if training.amp_dtype else "full precision"
+        log(f"training on {device} in {precision}" + (f", {world} processes (DDP)" if world > 1 else ""))
     total = spec.epochs * len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(training.optimizer,
                                                   lambda i: lr_factor(i, total, spec.warmup_iters, spec.schedule))
-    scaler = torch.amp.GradScaler("cuda") if spec.amp and device.type == "cuda" else None
     out_dir.mkdir(parents=True, exist_ok=True)
     resume_file, key = out_dir / RESUME_FILE, fingerprint(spec, data_dir)
     saved = _load_resume(resume_file, key, log)
@@ -272,7 +293,8 @@ def fit(spec, data_dir: Path, out_dir: Path, log=print, on_epoch=lambda record: 
             sampler.set_epoch(epoch)
         start = time.monotonic()
         try:
-            losses = train_one_epoch(training, loader, step_lr, epoch, scaler, show_progress=rank == 0)
+            losses = train_one_epoch(training, loader, step_lr, epoch, show_progress=rank == 0)
+            losses["images_per_second"] *= world  # every process trains on its own share at about the same pace
         except FloatingPointError as error:
             last = f"{resume_file} (epoch {training.epoch})" if training.epoch else "none: it was the first epoch"
             raise FloatingPointError(f"{error}; lower the learning rate. Last good checkpoint: {last}") from None
@@ -295,7 +317,8 @@ def fit(spec, data_dir: Path, out_dir: Path, log=print, on_epoch=lambda record: 
                              resume_file)
             on_epoch(record)
             log(f"epoch {epoch}/{spec.epochs}: loss {sum(v for k, v in losses.items() if k.startswith('loss')):.3f}, "
-                f"val segm mAP {val['segm_map']:.1f}, bbox mAP {val['bbox_map']:.1f} ({record['seconds']} s)")
+                f"val segm mAP {val['segm_map']:.1f}, bbox mAP {val['bbox_map']:.1f} ({record['seconds']} s, "
+                f"training {losses['images_per_second']} images/s)")
     best_epoch = max(training.history, key=lambda h: h["val_segm_map"])["epoch"]
     if rank == 0:
         torch.save({"model": training.best_state, "template": asdict(spec), "labels": labels, "epoch": best_epoch},
@@ -318,12 +341,10 @@ def _validate(training: Training, data_dir: Path, input_spec, world: int, rank: 
     """Validation segm/bbox mAP, computed by process 0 and shared with the others."""
     val = None
     if rank == 0:
-        model = training.evaluated().eval()
-        graph = InferenceGraph(model.to("cpu"))
-        results = inference.predict_split(torch_predictor(graph), data_dir / "val.json", input_spec,
-                                          training.spec.score_threshold)
+        graph = InferenceGraph(training.evaluated())  # sets eval mode; the next epoch sets train mode
+        results = inference.predict_split(torch_predictor(graph, training.device), data_dir / "val.json",
+                                          input_spec, training.spec.score_threshold)
         val = coco_metrics(data_dir / "val.json", results)
-        model.to(training.device)
     if world > 1:
         shared = [val]
         dist.broadcast_object_list(shared, src=0)

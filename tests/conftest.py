@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -5,6 +6,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+# The tests check CPU behaviour, bit for bit where they compare runs (CUDA kernels such as RoIAlign's
+# backward are not deterministic), so they hide any GPU from this process and every one it starts.
+# The CUDA path is checked by benchmarks/cuda_training.py.
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 from pipelines.config import TemplateSpec  # noqa: E402
 

@@ -25,14 +25,15 @@ class Loaded:
     score_threshold: float
 
 
-def torch_predictor(graph):
-    """A `pipelines.inference` predictor running an engine's inference graph with PyTorch."""
+def torch_predictor(graph, device="cpu"):
+    """A `pipelines.inference` predictor running an engine's inference graph with PyTorch on `device`
+    (where the graph's weights are)."""
     import numpy as np
     import torch
 
     def predict(batch: np.ndarray):
         with torch.no_grad():
-            return [t.numpy() for t in graph(torch.from_numpy(batch))]
+            return [t.cpu().numpy() for t in graph(torch.from_numpy(batch).to(device))]
     return predict
 
 
