@@ -1,11 +1,13 @@
-"""Inference speed of every template: PyTorch eager against OpenVINO FP32 and INT8, on this CPU.
+"""Inference speed of every template: PyTorch eager against OpenVINO FP32, BF16 and INT8, on this CPU.
 
     python benchmarks/speed.py [--templates tiny r50 ...] [--repeats 10]
 
 Each template is built as params.yaml describes it, with random weights (no download needed) and
-2 classes, at its own input size. The same preprocessed image goes to all three; latency is the batch-1
-median after warm-up, throughput uses OpenVINO's asynchronous requests. Random weights make the heads
-see up to 100 detections, so these are upper bounds on what a trained model costs.
+2 classes, at its own input size. The same preprocessed image goes to all four; latency is the batch-1
+median after warm-up, throughput uses OpenVINO's asynchronous requests. FP32 computes in f32; BF16 is the
+same IR computed in bfloat16 (OpenVINO's default on CPUs with AMX or AVX512-BF16; f32 elsewhere, and the
+table says which ran). Random weights make the heads see up to 100 detections, so these are upper
+bounds on what a trained model costs.
 """
 
 import argparse
@@ -60,26 +62,32 @@ def main() -> None:
         batch, _ = preprocess(sample_image(spec.input_size, 0), input_spec)
         calibration = [preprocess(sample_image(spec.input_size, s), input_spec)[0] for s in range(1, 5)]
         with tempfile.TemporaryDirectory() as tmp:
-            fp32, int8 = Path(tmp) / "fp32" / "model.xml", Path(tmp) / "int8" / "model.xml"
-            save(convert(graph, batch, ["a", "b"], input_spec.to_dict(), spec.score_threshold), fp32)
+            fp32, bf16, int8 = (Path(tmp) / p / "model.xml" for p in ("fp32", "bf16", "int8"))
+            model = convert(graph, batch, ["a", "b"], input_spec.to_dict(), spec.score_threshold)
+            save(model, fp32)
+            save(model, bf16, inference_precision="bf16")
             save(quantize_int8(fp32, calibration, engine.INT8_FLOAT_SCOPES), int8)
+            bf16_predictor = OpenVinoPredictor(bf16)
 
             eager = torch_predictor(graph)
             warmup = 2
             row = {"template": name, "input": spec.input_size,
                    "pytorch_ms": 1000 * latency(eager, batch, warmup, args.repeats),
                    "fp32_ms": 1000 * latency(OpenVinoPredictor(fp32), batch, warmup, args.repeats),
+                   "bf16_ms": 1000 * latency(bf16_predictor, batch, warmup, args.repeats),
+                   "bf16_ran_in": bf16_predictor.precision,
                    "int8_ms": 1000 * latency(OpenVinoPredictor(int8), batch, warmup, args.repeats),
                    "fp32_fps": openvino_throughput(fp32, batch, args.throughput_seconds),
                    "int8_fps": openvino_throughput(int8, batch, args.throughput_seconds)}
         rows.append(row)
         print(f"{name}: measured at {time.strftime('%H:%M:%S')}", file=sys.stderr, flush=True)
-    print(f"{'template':<12}{'input':>6}{'PyTorch ms':>12}{'FP32 ms':>10}{'INT8 ms':>10}{'PyTorch/FP32':>14}"
-          f"{'FP32/INT8':>11}{'FP32 img/s':>12}{'INT8 img/s':>12}")
+    print(f"{'template':<12}{'input':>6}{'PyTorch ms':>12}{'FP32 ms':>10}{'BF16 ms':>10}{'INT8 ms':>10}"
+          f"{'PyTorch/FP32':>14}{'PyTorch/BF16':>14}{'FP32/INT8':>11}{'FP32 img/s':>12}{'INT8 img/s':>12}"
+          f"{'BF16 ran in':>13}")
     for r in rows:
-        print(f"{r['template']:<12}{r['input']:>6}{r['pytorch_ms']:>12.1f}{r['fp32_ms']:>10.1f}{r['int8_ms']:>10.1f}"
-              f"{r['pytorch_ms'] / r['fp32_ms']:>13.2f}x{r['fp32_ms'] / r['int8_ms']:>10.2f}x"
-              f"{r['fp32_fps']:>12.2f}{r['int8_fps']:>12.2f}")
+        print(f"{r['template']:<12}{r['input']:>6}{r['pytorch_ms']:>12.1f}{r['fp32_ms']:>10.1f}{r['bf16_ms']:>10.1f}"
+              f"{r['int8_ms']:>10.1f}{r['pytorch_ms'] / r['fp32_ms']:>13.2f}x{r['pytorch_ms'] / r['bf16_ms']:>13.2f}x"
+              f"{r['fp32_ms'] / r['int8_ms']:>10.2f}x{r['fp32_fps']:>12.2f}{r['int8_fps']:>12.2f}{r['bf16_ran_in']:>13}")
 
 
 if __name__ == "__main__":

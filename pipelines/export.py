@@ -1,7 +1,7 @@
-"""OpenVINO IR export of an inference graph (FP32, FP16-compressed), with its metadata inside.
+"""OpenVINO IR export of an inference graph (FP32, FP16-compressed, BF16, INT8), with its metadata inside.
 
-The IR's runtime info carries the labels, the input spec (size, mean/std, resize mode) and the score
-threshold, so `pipelines.ir` runs it without this project's training code.
+The IR's runtime info carries the labels, the input spec (size, mean/std, resize mode), the score
+threshold and the precision to compute in, so `pipelines.ir` runs it without this project's training code.
 """
 
 import json
@@ -32,8 +32,10 @@ def convert(graph: torch.nn.Module, example: np.ndarray, labels: list, input_spe
     return model
 
 
-def save(model: ov.Model, xml_path: Path, fp16: bool = False) -> None:
-    """Writes `xml_path` and the `.bin` beside it; `fp16` stores the weights in half precision."""
+def save(model: ov.Model, xml_path: Path, fp16: bool = False, inference_precision: str = "f32") -> None:
+    """Writes `xml_path` and the `.bin` beside it; `fp16` stores the weights in half precision;
+    `inference_precision` ("f32" or "bf16") is what the IR asks OpenVINO to compute in."""
+    model.set_rt_info(json.dumps(inference_precision), [RT_SECTION, "inference_precision"])
     xml_path.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, xml_path, compress_to_fp16=fp16)
 

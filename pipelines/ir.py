@@ -1,7 +1,7 @@
 """Running an exported IR with OpenVINO alone: no torch, no training code.
 
-The IR's runtime info (section `model_info`) carries the labels, the input spec and the score
-threshold, so the `.xml` and `.bin` files are all a deployment needs.
+The IR's runtime info (section `model_info`) carries the labels, the input spec, the score
+threshold and the precision to compute in, so the `.xml` and `.bin` files are all a deployment needs.
 """
 
 import json
@@ -14,22 +14,37 @@ RT_SECTION = "model_info"
 OUTPUTS = ("boxes", "scores", "labels", "masks")
 
 
+INFO = ("labels", "input_spec", "score_threshold", "inference_precision")
+
+
 def read_info(model: ov.Model) -> dict:
-    return {name: json.loads(model.get_rt_info([RT_SECTION, name]).astype(str))
-            for name in ("labels", "input_spec", "score_threshold")}
+    info = {"inference_precision": "f32"}  # IRs written before it was recorded computed in f32
+    info.update({name: json.loads(model.get_rt_info([RT_SECTION, name]).astype(str))
+                 for name in INFO if model.has_rt_info([RT_SECTION, name])})
+    return info
+
+
+def execution_precision(core: ov.Core, device: str, wanted: str) -> str:
+    """`wanted` ("f32" or "bf16"); "f32" where the device has no bfloat16 arithmetic (CPUs without
+    AMX or AVX512-BF16), as OpenVINO itself would."""
+    if wanted == "bf16" and "BF16" not in core.get_property(device, "OPTIMIZATION_CAPABILITIES"):
+        return "f32"
+    return wanted
 
 
 class OpenVinoPredictor:
     """A `pipelines.inference` predictor for an IR on one of OpenVINO's devices."""
 
-    def __init__(self, xml_path: Path, device: str = "CPU", precision: str = "f32"):
+    def __init__(self, xml_path: Path, device: str = "CPU"):
         core = ov.Core()
         model = core.read_model(xml_path)
         info = read_info(model)
         self.labels, self.input_spec, self.score_threshold = info["labels"], info["input_spec"], info["score_threshold"]
-        # On CPUs with AMX or AVX512-BF16 OpenVINO would run in bf16 by default; validation runs the
-        # precision the IR was exported in (an INT8 IR keeps its int8 layers whatever this says).
-        self.compiled = core.compile_model(model, device, {"INFERENCE_PRECISION_HINT": precision})
+        # OpenVINO's own default on CPUs with AMX or AVX512-BF16 is bf16 arithmetic whatever the IR holds;
+        # this runs what the IR asks for: f32 for the FP32 and FP16 IRs, bf16 for the BF16 one (an INT8
+        # IR keeps its int8 layers either way).
+        self.precision = execution_precision(core, device, info["inference_precision"])
+        self.compiled = core.compile_model(model, device, {"INFERENCE_PRECISION_HINT": self.precision})
         self.request = self.compiled.create_infer_request()
 
     def __call__(self, batch: np.ndarray):

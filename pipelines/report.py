@@ -11,14 +11,16 @@ import yaml
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
-PRECISIONS = ("fp32", "fp16", "int8")
 # Metrics file of a cell -> prefix of its keys in the long table. FP32 IR keys read `ir_*`.
 SOURCES = {"pytorch.json": "", "train.json": "", "ir_fp32.json": "ir_", "ir_fp16.json": "ir_fp16_",
-           "ir_int8.json": "ir_int8_"}
+           "ir_bf16.json": "ir_bf16_", "ir_int8.json": "ir_int8_"}
 LONG_COLUMNS = ["template", "dataset", "seed", "segm_map", "bbox_map", "ir_segm_map", "ir_bbox_map",
-                "ir_minus_pytorch", "ir_fp16_segm_map", "ir_int8_segm_map", "int8_minus_fp32", "gflops", "params_m",
-                "latency_ms", "ir_latency_ms", "ir_int8_latency_ms", "ir_throughput_fps", "ir_int8_throughput_fps",
-                "best_epoch", "train_seconds", "segm_map50", "bbox_map50", "finished", "cpu", "cpu_cores"]
+                "ir_minus_pytorch", "ir_fp16_segm_map", "ir_bf16_segm_map", "bf16_minus_fp32", "ir_int8_segm_map",
+                "int8_minus_fp32", "gflops", "params_m", "latency_ms", "ir_latency_ms", "ir_bf16_latency_ms",
+                "ir_int8_latency_ms", "ir_throughput_fps", "ir_bf16_throughput_fps", "ir_int8_throughput_fps",
+                "best_epoch", "train_seconds", "segm_map50", "bbox_map50", "finished", "cpu", "cpu_cores",
+                "ir_bf16_inference_precision"]
+TEXT_COLUMNS = ["finished", "cpu", "cpu_cores", "ir_bf16_inference_precision"]
 INT8_TOLERANCE = 1.5  # segm mAP points INT8 may lose against FP32 before the report flags it
 
 
@@ -44,13 +46,14 @@ def collect(metrics_dir: Path, templates: list, datasets: list, seeds: list) -> 
         rows.append(row)
     long = pd.DataFrame(rows).reindex(columns=LONG_COLUMNS)
     long["ir_minus_pytorch"] = (long["ir_segm_map"] - long["segm_map"]).round(3)
+    long["bf16_minus_fp32"] = (long["ir_bf16_segm_map"] - long["ir_segm_map"]).round(3)
     long["int8_minus_fp32"] = (long["ir_int8_segm_map"] - long["ir_segm_map"]).round(3)
     return long
 
 
 def seed_means(long: pd.DataFrame) -> pd.DataFrame:
     """One row per template x dataset: each number averaged over seeds (empty if any seed is missing)."""
-    numbers = long.drop(columns=["seed", "finished", "cpu", "cpu_cores"])
+    numbers = long.drop(columns=["seed"] + TEXT_COLUMNS)
     return numbers.groupby(["template", "dataset"], sort=False).agg(lambda v: v.mean(skipna=False)).reset_index()
 
 
@@ -110,28 +113,47 @@ def _number(value):
 def ir_table(long: pd.DataFrame, precisions: list) -> pd.DataFrame:
     """PyTorch against each exported IR precision, segm mAP per template x dataset."""
     columns = ["template", "dataset", "segm_map", "ir_segm_map", "ir_minus_pytorch"]
-    columns += ["ir_fp16_segm_map"] * ("fp16" in precisions) + ["ir_int8_segm_map", "int8_minus_fp32"] * ("int8" in precisions)
+    columns += ["ir_fp16_segm_map"] * ("fp16" in precisions) + ["ir_bf16_segm_map", "bf16_minus_fp32"] * (
+        "bf16" in precisions) + ["ir_int8_segm_map", "int8_minus_fp32"] * ("int8" in precisions)
     table = long[columns].copy()
     if "int8" in precisions:
         lost = table["int8_minus_fp32"] < -INT8_TOLERANCE
         table["note"] = lost.map({True: f"INT8 loses more than {INT8_TOLERANCE} points", False: ""})
     return table.rename(columns={"segm_map": "PyTorch", "ir_segm_map": "IR FP32", "ir_minus_pytorch": "FP32 - PyTorch",
-                                 "ir_fp16_segm_map": "IR FP16", "ir_int8_segm_map": "IR INT8",
+                                 "ir_fp16_segm_map": "IR FP16", "ir_bf16_segm_map": "IR BF16",
+                                 "bf16_minus_fp32": "BF16 - FP32", "ir_int8_segm_map": "IR INT8",
                                  "int8_minus_fp32": "INT8 - FP32"})
 
 
 def speed_table(long: pd.DataFrame, precisions: list) -> pd.DataFrame:
     """Per template, medians over its datasets: batch-1 latency, OpenVINO throughput, and the ratios."""
-    int8 = "int8" in precisions
-    columns = ["latency_ms", "ir_latency_ms"] + ["ir_int8_latency_ms"] * int8 + ["ir_throughput_fps"]
-    table = long.groupby("template")[columns + ["ir_int8_throughput_fps"] * int8].median()
+    bf16, int8 = "bf16" in precisions, "int8" in precisions
+    latencies = ["latency_ms", "ir_latency_ms"] + ["ir_bf16_latency_ms"] * bf16 + ["ir_int8_latency_ms"] * int8
+    throughputs = ["ir_throughput_fps"] + ["ir_bf16_throughput_fps"] * bf16 + ["ir_int8_throughput_fps"] * int8
+    table = long.groupby("template")[latencies + throughputs].median()
     table["FP32 speed-up over PyTorch"] = table["latency_ms"] / table["ir_latency_ms"]
+    if bf16:
+        table["BF16 speed-up over PyTorch"] = table["latency_ms"] / table["ir_bf16_latency_ms"]
     if int8:
         table["INT8 speed-up over FP32"] = table["ir_latency_ms"] / table["ir_int8_latency_ms"]
-    return table.reset_index().rename(columns={
-        "latency_ms": "PyTorch latency (ms)", "ir_latency_ms": "FP32 latency (ms)",
-        "ir_int8_latency_ms": "INT8 latency (ms)", "ir_throughput_fps": "FP32 throughput (img/s)",
-        "ir_int8_throughput_fps": "INT8 throughput (img/s)"})
+    names = {"latency_ms": "PyTorch latency (ms)"}
+    for key, label in (("ir", "FP32"), ("ir_bf16", "BF16"), ("ir_int8", "INT8")):
+        names.update({f"{key}_latency_ms": f"{label} latency (ms)", f"{key}_throughput_fps": f"{label} throughput (img/s)"})
+    return table.reset_index().rename(columns=names)
+
+
+def speed_note(long: pd.DataFrame, precisions: list) -> str:
+    """What the speed table's precisions mean, and whether BF16 really ran in bfloat16 on this machine."""
+    note = ("On this machine's CPU at each template's input size: batch-1 latency is the median of repeated runs "
+            "after warm-up; OpenVINO throughput runs asynchronous requests under its throughput hint. Medians over "
+            "datasets. FP32 and FP16 IRs compute in f32.")
+    if "bf16" in precisions:
+        note += (" BF16 is the FP32 IR computed in bfloat16, which is what OpenVINO does by default on CPUs with "
+                 "AMX or AVX512-BF16.")
+        ran = set(long["ir_bf16_inference_precision"].dropna())
+        if "f32" in ran:
+            note += " This CPU has no bfloat16 arithmetic, so BF16 ran in f32 here."
+    return note
 
 
 def _stats(stats_dir: Path, datasets: list) -> dict:
@@ -280,9 +302,7 @@ def write_report(long: pd.DataFrame, classes: pd.DataFrame, stats_dir: Path, dat
         "pre/post-processing and metric code as PyTorch's.",
         _markdown(ir_table(means, precisions)),
         "## Speed",
-        "On this machine's CPU at each template's input size: batch-1 latency is the median of repeated runs "
-        "after warm-up; OpenVINO throughput runs asynchronous requests under its throughput hint. Medians over "
-        "datasets.",
+        speed_note(long, precisions),
         _markdown(speed_table(means, precisions), floatfmt=".2f"),
         "## Per-class segm AP",
     ]

@@ -2,6 +2,7 @@
 
     <out>/fp32/model.{xml,bin}   the traced graph (always)
     <out>/fp16/model.{xml,bin}   the same with half-precision weights (if export.precisions lists fp16)
+    <out>/bf16/model.{xml,bin}   FP32 weights, computed in bfloat16 where the CPU has it (if bf16)
     <out>/int8/model.{xml,bin}   NNCF post-training quantization, calibrated on training images (if int8)
 """
 
@@ -49,14 +50,16 @@ def main(args=None) -> None:
     engine = engines.get(params.templates[args.template].engine)
     loaded = engine.load(args.model)
     example = trace_input(loaded.graph, args.data / "val.json", loaded.input_spec)
-    unknown = set(params.export["precisions"]) - {"fp32", "fp16", "int8"}
+    unknown = set(params.export["precisions"]) - {"fp32", "fp16", "bf16", "int8"}
     if unknown:
-        raise SystemExit(f"params.yaml: export.precisions: unknown {sorted(unknown)}; expected fp32, fp16, int8")
+        raise SystemExit(f"params.yaml: export.precisions: unknown {sorted(unknown)}; expected fp32, fp16, bf16, int8")
     model = convert(loaded.graph, example, loaded.labels, loaded.input_spec.to_dict(), loaded.score_threshold)
     fp32 = args.out / "fp32" / "model.xml"
     save(model, fp32)  # always: FP16 and INT8 derive from it
     if "fp16" in params.export["precisions"]:
         save(model, args.out / "fp16" / "model.xml", fp16=True)
+    if "bf16" in params.export["precisions"]:
+        save(model, args.out / "bf16" / "model.xml", inference_precision="bf16")
     if "int8" in params.export["precisions"]:
         calibration = inputs(args.data / "train.json", loaded.input_spec, params.export["calibration_images"])
         save(quantize_int8(fp32, calibration, engine.INT8_FLOAT_SCOPES), args.out / "int8" / "model.xml")

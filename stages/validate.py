@@ -31,11 +31,14 @@ def main(args=None) -> None:
     first = json.loads(args.test.read_text())["images"][0]
     batch, _ = preprocess(load_image(args.test.parent / first["file_name"]), spec)
     metrics["latency_ms"] = round(1000 * latency(predictor, batch, speed["warmup"], speed["repeats"]), 2)
-    metrics["throughput_fps"] = round(openvino_throughput(args.ir, batch, speed["throughput_seconds"]), 2)
+    metrics["throughput_fps"] = round(openvino_throughput(args.ir, batch, speed["throughput_seconds"],
+                                                          predictor.precision), 2)
+    metrics["inference_precision"] = predictor.precision
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(metrics, indent=2))
-    print(f"OpenVINO IR {args.ir} on {args.test}: segm mAP {metrics['segm_map']:.2f}, bbox mAP "
-          f"{metrics['bbox_map']:.2f}, latency {metrics['latency_ms']} ms, throughput {metrics['throughput_fps']} images/s")
+    print(f"OpenVINO IR {args.ir} ({predictor.precision}) on {args.test}: segm mAP {metrics['segm_map']:.2f}, "
+          f"bbox mAP {metrics['bbox_map']:.2f}, latency {metrics['latency_ms']} ms, "
+          f"throughput {metrics['throughput_fps']} images/s")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import torch
 from pipelines.config import TemplateSpec
 from pipelines.export import convert, quantize_int8, save
 from pipelines.inference import InputSpec, postprocess, preprocess
-from pipelines.ir import OpenVinoPredictor
+from pipelines.ir import OpenVinoPredictor, execution_precision
 from pipelines.models.maskrcnn import InferenceGraph, build_model
 
 SPEC = TemplateSpec(engine="torchvision", backbone="resnet18", input_size=96, pretrained="none", epochs=1,
@@ -29,6 +29,7 @@ def exported(tmp_path_factory):
     model = convert(graph, example, ["cat", "dog"], InputSpec(size=96).to_dict(), 0.0)
     save(model, folder / "fp32" / "model.xml")
     save(model, folder / "fp16" / "model.xml", fp16=True)
+    save(model, folder / "bf16" / "model.xml", inference_precision="bf16")
     calibration = [preprocess(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8), InputSpec(size=96))[0] for _ in range(3)]
     save(quantize_int8(folder / "fp32" / "model.xml", calibration, ("rpn", "roi_heads")), folder / "int8" / "model.xml")
     return graph, folder, rng
@@ -54,6 +55,31 @@ def test_compressed_irs_are_smaller_and_carry_metadata(exported, precision):
     batch, _ = preprocess(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8), InputSpec(size=96))
     boxes, scores, labels, masks = predictor(batch)
     assert boxes.shape[1:] == (4,) and masks.shape[1:] == (28, 28) and len(scores) == len(labels)
+
+
+def test_bf16_ir_computes_in_bfloat16_where_the_cpu_can(exported):
+    import openvino as ov
+    _, folder, rng = exported
+    can = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    bf16 = OpenVinoPredictor(folder / "bf16" / "model.xml")
+    assert bf16.precision == ("bf16" if can else "f32")
+    assert bf16.compiled.get_property("INFERENCE_PRECISION_HINT") == (ov.Type.bf16 if can else ov.Type.f32)
+    for plain in ("fp32", "fp16"):  # OpenVINO's own default here would be bf16: these must not be
+        predictor = OpenVinoPredictor(folder / plain / "model.xml")
+        assert predictor.precision == "f32"
+        assert predictor.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
+    batch, _ = preprocess(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8), InputSpec(size=96))
+    boxes, scores, labels, masks = bf16(batch)
+    assert boxes.shape[1:] == (4,) and masks.shape[1:] == (28, 28) and len(scores) == len(labels) > 0
+
+
+def test_bf16_falls_back_to_f32_without_bfloat16_arithmetic():
+    class CoreWithoutBf16:
+        def get_property(self, device, name):
+            assert name == "OPTIMIZATION_CAPABILITIES"
+            return ["FP32", "INT8", "BIN", "EXPORT_IMPORT"]
+    assert execution_precision(CoreWithoutBf16(), "CPU", "bf16") == "f32"
+    assert execution_precision(CoreWithoutBf16(), "CPU", "f32") == "f32"
 
 
 def test_ir_carries_its_metadata(exported):

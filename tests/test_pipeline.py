@@ -21,7 +21,7 @@ USER_COCO = {"format": "coco_json", "path": "user_coco",
              "options": {"annotations": {"train": "labels/train.json", "test": "labels/test.json"},
                          "image_root": "photos"},
              "subsets": {"train": "train", "test": "test"}, "val_ratio": 0.25, "seed": 0}
-PRECISIONS = ["fp32", "int8"]
+PRECISIONS = ["fp32", "bf16", "int8"]
 
 
 def run(args, cwd, check=True):
@@ -76,6 +76,8 @@ def test_report_matches_metrics(repo):
         int8 = json.loads((repo / "metrics" / f"tiny-{row.dataset}-seed0" / "ir_int8.json").read_text())
         assert row.segm_map == pytest.approx(pytorch["segm_map"]) and row.ir_segm_map == pytest.approx(ir["segm_map"])
         assert row.ir_int8_segm_map == pytest.approx(int8["segm_map"]) and row.ir_int8_latency_ms > 0
+        bf16 = json.loads((repo / "metrics" / f"tiny-{row.dataset}-seed0" / "ir_bf16.json").read_text())
+        assert row.ir_bf16_segm_map == pytest.approx(bf16["segm_map"]) and bf16["inference_precision"] in ("bf16", "f32")
         assert row.bbox_map == pytest.approx(pytorch["bbox_map"]) and row.gflops == pytorch["gflops"] > 0
     markdown = (repo / "reports" / "benchmark.md").read_text()
     line = next(l for l in markdown.splitlines() if l.startswith("| tiny"))

@@ -28,10 +28,10 @@ def metrics(tmp_path):
     return tmp_path
 
 
-def write(root, out):
+def write(root, out, precisions=("fp32",)):
     long = report.collect(root / "metrics", TEMPLATES, DATASETS, SEEDS)
     classes = report.per_class(root / "metrics", TEMPLATES, DATASETS, SEEDS)
-    report.write_report(long, classes, root / "stats", DATASETS, ["fp32"], {"fast": {"lr": 0.01}}, out)
+    report.write_report(long, classes, root / "stats", DATASETS, list(precisions), {"fast": {"lr": 0.01}}, out)
     return long
 
 
@@ -90,3 +90,22 @@ def test_interrupted_report_leaves_the_previous_one_whole(metrics, tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         write(metrics, out)
     assert {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")} == before
+
+
+@pytest.mark.parametrize("ran_in", ["bf16", "f32"])
+def test_bf16_columns_and_what_it_ran_in(metrics, tmp_path, ran_in):
+    for (template, dataset, seed), segm in SEGM.items():
+        (metrics / "metrics" / report.cell(template, dataset, seed) / "ir_bf16.json").write_text(json.dumps(
+            {"segm_map": segm - 0.5, "latency_ms": LATENCY[template] / 4, "throughput_fps": 99.0,
+             "inference_precision": ran_in}))
+    write(metrics, tmp_path / "reports", ["fp32", "bf16"])
+    markdown = (tmp_path / "reports" / "benchmark.md").read_text()
+    # fast: PyTorch 20 ms, FP32 10 ms, BF16 2.5 ms.
+    speed = table_row(markdown, "Speed", "fast")
+    header = next(l for l in markdown.split("## Speed\n", 1)[1].splitlines() if l.startswith("| template"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert speed[columns.index("BF16 latency (ms)")] == "2.50"
+    assert speed[columns.index("BF16 speed-up over PyTorch")] == "8.00"
+    assert speed[columns.index("FP32 speed-up over PyTorch")] == "2.00"
+    assert table_row(markdown, "OpenVINO IR against PyTorch", "fast")[5:7] == ["61.5", "-0.5"]  # pets: 62 - 0.5
+    assert ("BF16 ran in f32 here" in markdown) == (ran_in == "f32")
