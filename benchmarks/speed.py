@@ -8,6 +8,11 @@ median after warm-up, throughput uses OpenVINO's asynchronous requests. FP32 com
 same IR computed in bfloat16 (OpenVINO's default on CPUs with AMX or AVX512-BF16; f32 elsewhere, and the
 table says which ran). Random weights make the heads see up to 100 detections, so these are upper
 bounds on what a trained model costs.
+
+A second table puts the f32 latencies against the arithmetic: the multiply-accumulates of this
+image's inference (counted by PyTorch's FlopCounterMode) over each latency, next to what an f32
+matrix product reaches on this CPU with the same threads. An f32 runtime cannot beat that rate, so
+it bounds how much faster than PyTorch an FP32 IR can be.
 """
 
 import argparse
@@ -43,6 +48,30 @@ def sample_image(size: int, seed: int) -> np.ndarray:
     return image
 
 
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """The best f32 matrix-product rate of this CPU through PyTorch, GFLOP/s."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * size ** 3 / best / 1e9
+
+
+def _timed(call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def inference_gflop(graph, batch: np.ndarray) -> float:
+    """Floating-point operations (2 per multiply-accumulate) of one inference on `batch`, in GFLOP."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        graph(torch.from_numpy(batch))
+    return counter.get_total_flops() / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--templates", nargs="+", help="keys of params.yaml templates (default: all)")
@@ -71,7 +100,7 @@ def main() -> None:
 
             eager = torch_predictor(graph)
             warmup = 2
-            row = {"template": name, "input": spec.input_size,
+            row = {"template": name, "input": spec.input_size, "gflop": inference_gflop(graph, batch),
                    "pytorch_ms": 1000 * latency(eager, batch, warmup, args.repeats),
                    "fp32_ms": 1000 * latency(OpenVinoPredictor(fp32), batch, warmup, args.repeats),
                    "bf16_ms": 1000 * latency(bf16_predictor, batch, warmup, args.repeats),
@@ -88,6 +117,15 @@ def main() -> None:
         print(f"{r['template']:<12}{r['input']:>6}{r['pytorch_ms']:>12.1f}{r['fp32_ms']:>10.1f}{r['bf16_ms']:>10.1f}"
               f"{r['int8_ms']:>10.1f}{r['pytorch_ms'] / r['fp32_ms']:>13.2f}x{r['pytorch_ms'] / r['bf16_ms']:>13.2f}x"
               f"{r['fp32_ms'] / r['int8_ms']:>10.2f}x{r['fp32_fps']:>12.2f}{r['int8_fps']:>12.2f}{r['bf16_ran_in']:>13}")
+    peak = matmul_gflops()
+    print(f"\nf32 arithmetic rate; an f32 matrix product reaches {peak:.0f} GFLOP/s here "
+          f"({torch.get_num_threads()} threads)")
+    print(f"{'template':<12}{'GFLOP':>8}{'PyTorch GFLOP/s':>17}{'FP32 GFLOP/s':>14}{'FP32 / matmul':>15}"
+          f"{'PyTorch/FP32 bound':>20}")
+    for r in rows:
+        pytorch_rate, fp32_rate = r["gflop"] / r["pytorch_ms"] * 1000, r["gflop"] / r["fp32_ms"] * 1000
+        print(f"{r['template']:<12}{r['gflop']:>8.1f}{pytorch_rate:>17.0f}{fp32_rate:>14.0f}{fp32_rate / peak:>14.0%}"
+              f"{peak / pytorch_rate:>19.2f}x")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ import openvino as ov
 
 RT_SECTION = "model_info"
 OUTPUTS = ("boxes", "scores", "labels", "masks")
-
-
 INFO = ("labels", "input_spec", "score_threshold", "inference_precision")
 
 
