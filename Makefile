@@ -19,7 +19,7 @@ benchmark: $(STAMP)
 	@echo "Report: reports/benchmark.md"
 
 test: $(STAMP)
-	python -m pytest -ra
+	python -m pytest -ra --durations=15
 
 # The real Pets and WGISD into data/raw (Cityscapes needs an account: see README).
 fetch: $(STAMP)
