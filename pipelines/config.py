@@ -7,6 +7,10 @@ import yaml
 
 PARAMS_FILE = Path("params.yaml")
 
+# The IR precisions `export` can write (export.precisions), in report order. fp32 is always written:
+# the others are derived from it.
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -58,6 +62,7 @@ class TemplateSpec:
 
 @dataclass(frozen=True)
 class Params:
+    """Fields are named like the params.yaml keys they hold, but for the two in YAML_KEYS."""
     data_dir: str
     datasets: dict                 # key -> DatasetSpec
     templates: dict                # key -> TemplateSpec
@@ -66,6 +71,10 @@ class Params:
     demo: dict
     export: dict                   # precisions: IRs to write and validate; calibration_images: for INT8
     speed: dict                    # warmup, repeats (latency), throughput_seconds
+
+
+# Params fields whose params.yaml key differs from their name (what dvc.yaml's `params` lists).
+YAML_KEYS = {"run_templates": "run.templates", "run_seeds": "run.seeds"}
 
 
 def _build(cls, key: str, values: dict):
@@ -85,6 +94,11 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     unknown = [t for t in raw["run"]["templates"] if t not in templates]
     if unknown:
         raise ValueError(f"{path}: run.templates names {unknown}, which templates does not define")
+    precisions = raw["export"]["precisions"]
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown or "fp32" not in precisions:
+        raise ValueError(f"{path}: export.precisions is {precisions}: it must list fp32 (the other IRs are derived "
+                         f"from it) and nothing but {list(PRECISIONS)}")
     return Params(
         data_dir=raw["data_dir"],
         datasets={k: _build(DatasetSpec, f"datasets.{k}", v) for k, v in raw["datasets"].items()},

@@ -21,9 +21,9 @@ def parser() -> argparse.ArgumentParser:
 def main(args=None) -> None:
     args = parser().parse_args(args)
     params = load_params()
-    if args.dataset not in params.datasets:
-        sys.exit(f"prepare: no dataset {args.dataset!r} in params.yaml; known: {sorted(params.datasets)}")
-    spec = params.datasets[args.dataset]
+    spec = params.datasets.get(args.dataset)
+    if spec is None:
+        sys.exit(f"prepare: no dataset {args.dataset!r} under `datasets` in params.yaml")
     root = Path(params.data_dir) / spec.path
     try:
         stats = prepare(spec.format, root, args.out, spec.options, spec.subsets, spec.subsample,
