@@ -2,24 +2,32 @@
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import matplotlib
 import pandas as pd
 import yaml
 
+from pipelines.config import PRECISIONS
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
-# Metrics file of a cell -> prefix of its keys in the long table. FP32 IR keys read `ir_*`.
-SOURCES = {"pytorch.json": "", "train.json": "", "ir_fp32.json": "ir_", "ir_fp16.json": "ir_fp16_",
-           "ir_bf16.json": "ir_bf16_", "ir_int8.json": "ir_int8_"}
-LONG_COLUMNS = ["template", "dataset", "seed", "segm_map", "bbox_map", "ir_segm_map", "ir_bbox_map",
-                "ir_minus_pytorch", "ir_fp16_segm_map", "ir_bf16_segm_map", "bf16_minus_fp32", "ir_int8_segm_map",
-                "int8_minus_fp32", "gflops", "params_m", "latency_ms", "ir_latency_ms", "ir_bf16_latency_ms",
-                "ir_int8_latency_ms", "ir_throughput_fps", "ir_bf16_throughput_fps", "ir_int8_throughput_fps",
-                "best_epoch", "train_seconds", "segm_map50", "bbox_map50", "finished", "cpu", "cpu_cores",
-                "ir_bf16_inference_precision"]
+# Metrics files of a cell -> prefix of their keys in the long table; each IR precision adds its own
+# file (`ir_<precision>.json`, keys `ir_<precision>_*`; FP32's read `ir_*`).
+SOURCES = {"pytorch.json": "", "train.json": ""}
+PICTURE = "predictions.jpg"  # evaluate's picture in each cell's metrics folder; the report copies it
+BASE_COLUMNS = ["template", "dataset", "seed", "segm_map", "bbox_map", "segm_map50", "bbox_map50", "gflops",
+                "params_m", "latency_ms", "best_epoch", "train_seconds", "finished", "cpu", "cpu_cores"]
+# The long table's columns of each IR precision; a precision `export.precisions` does not list has none.
+PRECISION_COLUMNS = {
+    "fp32": ["ir_segm_map", "ir_bbox_map", "ir_minus_pytorch", "ir_latency_ms", "ir_throughput_fps"],
+    "bf16": ["ir_bf16_segm_map", "bf16_minus_fp32", "ir_bf16_latency_ms", "ir_bf16_throughput_fps",
+             "ir_bf16_inference_precision"],
+    "fp16": ["ir_fp16_segm_map"],
+    "int8": ["ir_int8_segm_map", "int8_minus_fp32", "ir_int8_latency_ms", "ir_int8_throughput_fps"],
+}
 TEXT_COLUMNS = ["finished", "cpu", "cpu_cores", "ir_bf16_inference_precision"]
 INT8_TOLERANCE = 1.5  # segm mAP points INT8 may lose against FP32 before the report flags it
 
@@ -34,26 +42,40 @@ def cells(templates: list, datasets: list, seeds: list):
     return ((t, d, s) for t in templates for d in datasets for s in seeds)
 
 
-def collect(metrics_dir: Path, templates: list, datasets: list, seeds: list) -> pd.DataFrame:
-    """One row per template x dataset x seed from the cells' metrics files; a missing file leaves its cells empty."""
+def ir_prefix(precision: str) -> str:
+    return "ir_" if precision == "fp32" else f"ir_{precision}_"
+
+
+def long_columns(precisions: list) -> list:
+    return BASE_COLUMNS + [c for p in PRECISIONS if p in precisions for c in PRECISION_COLUMNS[p]]
+
+
+def collect(metrics_dir: Path, templates: list, datasets: list, seeds: list, precisions: list) -> pd.DataFrame:
+    """One row per template x dataset x seed from the cells' metrics files; a missing file leaves its cells empty.
+
+    Only the IR precisions in `precisions` are read: an IR left from an earlier run with other settings
+    never reaches the report."""
+    sources = {**SOURCES, **{f"ir_{p}.json": ir_prefix(p) for p in precisions}}
     rows = []
     for template, dataset, seed in cells(templates, datasets, seeds):
         row = {"template": template, "dataset": dataset, "seed": seed}
-        for name, prefix in SOURCES.items():
+        for name, prefix in sources.items():
             path = metrics_dir / cell(template, dataset, seed) / name
             if path.is_file():
                 row.update({prefix + k: v for k, v in json.loads(path.read_text()).items()})
         rows.append(row)
-    long = pd.DataFrame(rows).reindex(columns=LONG_COLUMNS)
-    long["ir_minus_pytorch"] = (long["ir_segm_map"] - long["segm_map"]).round(3)
-    long["bf16_minus_fp32"] = (long["ir_bf16_segm_map"] - long["ir_segm_map"]).round(3)
-    long["int8_minus_fp32"] = (long["ir_int8_segm_map"] - long["ir_segm_map"]).round(3)
+    long = pd.DataFrame(rows).reindex(columns=long_columns(precisions))
+    for precision, difference, reference in (("fp32", "ir_minus_pytorch", "segm_map"),
+                                             ("bf16", "bf16_minus_fp32", "ir_segm_map"),
+                                             ("int8", "int8_minus_fp32", "ir_segm_map")):
+        if precision in precisions:
+            long[difference] = (long[f"{ir_prefix(precision)}segm_map"] - long[reference]).round(3)
     return long
 
 
 def seed_means(long: pd.DataFrame) -> pd.DataFrame:
     """One row per template x dataset: each number averaged over seeds (empty if any seed is missing)."""
-    numbers = long.drop(columns=["seed"] + TEXT_COLUMNS)
+    numbers = long.drop(columns=["seed"] + [c for c in TEXT_COLUMNS if c in long.columns])
     return numbers.groupby(["template", "dataset"], sort=False).agg(lambda v: v.mean(skipna=False)).reset_index()
 
 
@@ -271,15 +293,19 @@ def plot_segm(long: pd.DataFrame, path: Path) -> None:
     plt.close(ax.figure)
 
 
-def write_report(long: pd.DataFrame, classes: pd.DataFrame, stats_dir: Path, datasets: list, precisions: list,
-                 recipes: dict, out_dir: Path) -> None:
-    """Writes benchmark.md, benchmark.csv, summary.json and the plots into `out_dir`.
+def write_report(long: pd.DataFrame, classes: pd.DataFrame, metrics_dir: Path, stats_dir: Path, datasets: list,
+                 precisions: list, recipes: dict, out_dir: Path) -> None:
+    """Writes benchmark.md, benchmark.csv, summary.json, the plots and predictions/ into `out_dir`.
 
     Everything is written to temporary files first and only then moved into place, so a report stage
     that fails or is killed leaves the previous report whole. `recipes` maps each template to the
-    parameters it was trained with (template.json of its train stage).
+    parameters it was trained with (template.json of its train stage). predictions/ holds the pictures
+    of the selected cells only (copied from their metrics folders), so no file in `out_dir` is stale.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    pictures = out_dir / ".predictions.tmp"
+    shutil.rmtree(pictures, ignore_errors=True)
+    pictures.mkdir()
     seeds = sorted(long["seed"].unique())
     means = seed_means(long)
     tradeoff = tradeoff_table(long, datasets)
@@ -314,8 +340,10 @@ def write_report(long: pd.DataFrame, classes: pd.DataFrame, stats_dir: Path, dat
                  f"Test images, ground truth (left) beside the PyTorch model's detections (right), seed {seeds[0]}."]
     for template in long["template"].unique():
         for dataset in datasets:
+            source = metrics_dir / cell(template, dataset, seeds[0]) / PICTURE
             picture = f"predictions/{cell(template, dataset, seeds[0])}.jpg"
-            if (out_dir / picture).is_file():
+            if source.is_file():
+                shutil.copyfile(source, pictures / Path(picture).name)
                 sections += [f"### {template} on {dataset}", f"![{template} on {dataset}]({picture})"]
     stats = _stats(stats_dir, datasets)
     left_out = left_out_table(stats)
@@ -343,6 +371,8 @@ def write_report(long: pd.DataFrame, classes: pd.DataFrame, stats_dir: Path, dat
         plot(staged[-1][0])
     for tmp, final in staged:
         os.replace(tmp, final)
+    shutil.rmtree(out_dir / "predictions", ignore_errors=True)
+    os.replace(pictures, out_dir / "predictions")
 
 
 def provenance(long: pd.DataFrame) -> pd.DataFrame:

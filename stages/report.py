@@ -31,9 +31,10 @@ def main(args=None) -> None:
     args = parser().parse_args(args)
     params = load_params()
     datasets, templates, seeds = list(params.datasets), params.run_templates, params.run_seeds
-    long = collect(args.metrics, templates, datasets, seeds)
+    precisions = params.export["precisions"]
+    long = collect(args.metrics, templates, datasets, seeds, precisions)
     classes = per_class(args.metrics, templates, datasets, seeds)
-    write_report(long, classes, args.stats, datasets, params.export["precisions"],
+    write_report(long, classes, args.metrics, args.stats, datasets, precisions,
                  recipes(args.metrics, templates, datasets, seeds[0]), args.out)
     print(long[["template", "dataset", "seed", "segm_map", "ir_segm_map"]].to_string(index=False))
     print(f"report written to {args.out / 'benchmark.md'}")

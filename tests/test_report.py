@@ -28,10 +28,11 @@ def metrics(tmp_path):
     return tmp_path
 
 
-def write(root, out, precisions=("fp32",)):
-    long = report.collect(root / "metrics", TEMPLATES, DATASETS, SEEDS)
-    classes = report.per_class(root / "metrics", TEMPLATES, DATASETS, SEEDS)
-    report.write_report(long, classes, root / "stats", DATASETS, list(precisions), {"fast": {"lr": 0.01}}, out)
+def write(root, out, precisions=("fp32",), templates=TEMPLATES):
+    long = report.collect(root / "metrics", templates, DATASETS, SEEDS, list(precisions))
+    classes = report.per_class(root / "metrics", templates, DATASETS, SEEDS)
+    report.write_report(long, classes, root / "metrics", root / "stats", DATASETS, list(precisions),
+                        {"fast": {"lr": 0.01}}, out)
     return long
 
 
@@ -80,7 +81,7 @@ def test_missing_cell_reads_not_run(metrics, tmp_path):
 def test_interrupted_report_leaves_the_previous_one_whole(metrics, tmp_path, monkeypatch):
     out = tmp_path / "reports"
     write(metrics, out)
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     (metrics / "metrics" / report.cell("fast", "pets", 0) / "pytorch.json").write_text(json.dumps({"segm_map": 1.0}))
 
     def killed(*args):
@@ -89,7 +90,7 @@ def test_interrupted_report_leaves_the_previous_one_whole(metrics, tmp_path, mon
     monkeypatch.setattr(report, "plot_tradeoff", killed)
     with pytest.raises(KeyboardInterrupt):
         write(metrics, out)
-    assert {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")} == before
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and not p.name.startswith(".")} == before
 
 
 @pytest.mark.parametrize("ran_in", ["bf16", "f32"])
@@ -109,3 +110,25 @@ def test_bf16_columns_and_what_it_ran_in(metrics, tmp_path, ran_in):
     assert speed[columns.index("FP32 speed-up over PyTorch")] == "2.00"
     assert table_row(markdown, "OpenVINO IR against PyTorch", "fast")[5:7] == ["61.5", "-0.5"]  # pets: 62 - 0.5
     assert ("BF16 ran in f32 here" in markdown) == (ran_in == "f32")
+
+
+def test_only_selected_precisions_and_cells_reach_the_report(metrics, tmp_path):
+    """An IR precision dropped from export.precisions, or a template dropped from run.templates, leaves
+    its files under metrics/; none of its numbers or pictures may reach reports/."""
+    for (template, dataset, seed), segm in SEGM.items():
+        folder = metrics / "metrics" / report.cell(template, dataset, seed)
+        (folder / "ir_int8.json").write_text(json.dumps({"segm_map": segm - 1, "latency_ms": 1.0}))
+        (folder / report.PICTURE).write_bytes(f"{template}-{dataset}-{seed}".encode())
+    out = tmp_path / "reports"
+    write(metrics, out, ["fp32", "int8"])
+    assert "IR INT8" in (out / "benchmark.md").read_text()
+    assert sorted(p.name for p in (out / "predictions").iterdir()) == [
+        "fast-pets-seed0.jpg", "fast-wgisd_1-seed0.jpg", "slow-pets-seed0.jpg", "slow-wgisd_1-seed0.jpg"]
+    write(metrics, out, ["fp32"], templates=["fast"])
+    markdown, csv = (out / "benchmark.md").read_text(), (out / "benchmark.csv").read_text()
+    assert "int8" not in csv.lower() and "int8" not in markdown.lower()
+    assert set(pd.read_csv(out / "benchmark.csv")["template"]) == {"fast"} and "slow" not in markdown
+    assert "slow" not in (out / "summary.json").read_text()
+    assert sorted(p.name for p in (out / "predictions").iterdir()) == ["fast-pets-seed0.jpg", "fast-wgisd_1-seed0.jpg"]
+    assert (out / "predictions" / "fast-pets-seed0.jpg").read_bytes() == b"fast-pets-0"
+    assert not list(out.glob(".*"))  # nothing staged is left behind
