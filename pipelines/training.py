@@ -246,7 +246,7 @@ def fit(spec, data_dir: Path, out_dir: Path, log=print, on_epoch=lambda record: 
     The saved checkpoint holds the epoch with the best validation segm mAP. A `resume.pt` left by a
     killed run with the same recipe and data is continued from. Under `torchrun` (WORLD_SIZE > 1) each
     process trains on its share of the images (DDP); process 0 validates, logs and saves. `on_epoch`
-    receives every epoch's record (restored ones too). Returns the per-epoch history.
+    receives every epoch's record (restored ones first) in process 0 only. Returns the per-epoch history.
     """
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
     device = _device()
@@ -276,9 +276,10 @@ def fit(spec, data_dir: Path, out_dir: Path, log=print, on_epoch=lambda record: 
     if saved:
         training.restore(saved["training"])
         scheduler.load_state_dict(saved["scheduler"])
+    if saved and rank == 0:
         log(f"resuming from {resume_file}: epoch {training.epoch} of {spec.epochs} done")
-    for record in training.history:
-        on_epoch(record)
+        for record in training.history:
+            on_epoch(record)
     if world > 1:
         training.step_model = torch.nn.parallel.DistributedDataParallel(training.model)
 

@@ -2,8 +2,10 @@
 epoch; logs every epoch with DVCLive. A run killed part-way continues from its last finished epoch."""
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -24,23 +26,34 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def epoch_logger(live: Live):
+    """The engine's `on_epoch`: one DVCLive step per epoch, losses under train/, mAPs under val/."""
+    def on_epoch(record: dict) -> None:
+        live.step = record["epoch"]
+        for name, value in record.items():
+            if name != "epoch":
+                live.log_metric(f"train/{name}" if not name.startswith("val_") else f"val/{name[4:]}", value)
+        live.next_step()
+    return on_epoch
+
+
 def main(args=None) -> None:
     args = parser().parse_args(args)
     spec = dataclasses.replace(load_params().templates[args.template], seed=args.seed)
+    # Under torchrun every process trains; process 0 alone logs and writes the stage's outputs.
+    primary = int(os.environ.get("RANK", 0)) == 0
     start = time.monotonic()
-    print(f"training {args.template} ({spec.backbone}, {spec.input_size}px, {spec.epochs} epochs, seed {spec.seed}) "
-          f"on {args.data}", flush=True)
-    # One DVCLive step per epoch; resumed epochs are logged again, so the curves are whole.
-    with Live(dir=str(args.metrics / "live"), dvcyaml=None, save_dvc_exp=False, report=None) as live:
-        def on_epoch(record: dict) -> None:
-            live.step = record["epoch"]
-            for name, value in record.items():
-                if name != "epoch":
-                    live.log_metric(f"train/{name}" if not name.startswith("val_") else f"val/{name[4:]}", value)
-            live.next_step()
-
+    if primary:
+        print(f"training {args.template} ({spec.backbone}, {spec.input_size}px, {spec.epochs} epochs, seed {spec.seed}) "
+              f"on {args.data}", flush=True)
+    # DVCLive starts its folder afresh; a resumed run replays its finished epochs first, so each is logged once.
+    live = Live(dir=str(args.metrics / "live"), dvcyaml=None, save_dvc_exp=False, report=None) if primary \
+        else contextlib.nullcontext()
+    with live:
         result = engines.get(spec.engine).train(spec, args.data, args.out, log=lambda m: print(m, flush=True),
-                                                on_epoch=on_epoch)
+                                                on_epoch=epoch_logger(live) if primary else lambda record: None)
+    if not primary:
+        return
     summary = {"best_epoch": result["best_epoch"], "best_val_segm_map": result["best_val_segm_map"],
                "epochs_run": len(result["history"]), "train_seconds": round(time.monotonic() - start, 1)}
     (args.metrics / "train.json").write_text(json.dumps(summary, indent=2))

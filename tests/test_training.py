@@ -177,31 +177,6 @@ def test_lr_scales_with_the_total_batch(tiny_spec):
     assert training.scaled_lr(tiny_spec(lr=0.02, batch_size=2, lr_batch_size=16), 2) == pytest.approx(0.005)
 
 
-DDP = """
-import json, sys
-sys.path.insert(0, sys.argv[1])
-from pathlib import Path
-from pipelines import training
-from pipelines.config import TemplateSpec
-result = training.fit(TemplateSpec(**json.loads(sys.argv[2])), Path(sys.argv[3]), Path(sys.argv[4]), log=print)
-print("history", json.dumps(result["history"]))
-"""
-
-
-def test_ddp_with_two_cpu_processes_on_gloo(prepared, tiny_spec, tmp_path):
-    script = tmp_path / "ddp.py"
-    script.write_text(DDP)
-    spec = tiny_spec(epochs=1)
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                             "--master_port", "29531", str(script), str(ROOT), json.dumps(dataclasses.asdict(spec)),
-                             str(prepared), str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    histories = [json.loads(line.split(" ", 1)[1]) for line in result.stdout.splitlines() if line.startswith("history")]
-    assert len(histories) == 2 and histories[0][0]["val_segm_map"] == histories[1][0]["val_segm_map"]
-    saved = torch.load(tmp_path / "out" / "model.pt", weights_only=False)
-    assert saved["labels"] == ["grape"] and not any(k.startswith("module.") for k in saved["model"])
-
-
 def test_ema_weights_are_the_ones_validated(tiny_spec):
     with_ema = training.Training(tiny_spec(ema_decay=0.99), 2, torch.Generator(), 1, torch.device("cpu"))
     assert with_ema.evaluated() is with_ema.ema.module and with_ema.evaluated() is not with_ema.model

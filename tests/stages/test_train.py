@@ -1,0 +1,70 @@
+"""The train stage as DVC runs it: under torchrun, killed and rerun, it writes its outputs once."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import torch
+import yaml
+
+from pipelines import training
+from pipelines.datasets import demo
+from pipelines.datasets.prepare import prepare
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def torchrun(workdir: Path, data: Path, port: int) -> subprocess.Popen:
+    """`torchrun --nproc_per_node 2 -m stages.train ...` on the CPU (gloo)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+         "-m", "stages.train", "--template", "tiny", "--seed", "0", "--data", str(data), "--out", "models/cell",
+         "--metrics", "metrics/cell"],
+        cwd=workdir, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_torchrun_writes_once_and_a_resumed_run_logs_each_epoch_once(tmp_path, tiny_spec):
+    demo.make_wgisd(tmp_path / "raw", 16, 4, seed=0)
+    data = tmp_path / "prepared"
+    prepare("wgisd", tmp_path / "raw", data, {}, {"train": "train", "test": "test"}, 1.0, 0.25, 0.2, 0)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    recipe = {k: v for k, v in dataclasses.asdict(tiny_spec(epochs=3)).items() if k != "seed"}
+    params["templates"] = {"tiny": recipe}
+    params["run"]["templates"] = ["tiny"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+
+    first = torchrun(tmp_path, data, 29541)
+    resume = tmp_path / "models" / "cell" / training.RESUME_FILE
+    while not resume.exists():  # epoch 1 is saved: kill every process during epoch 2
+        assert first.poll() is None, first.stdout.read()
+        time.sleep(0.05)
+    # torchrun starts its workers in sessions of their own: kill the whole tree, as a machine that dies would.
+    tree = [first, *psutil.Process(first.pid).children(recursive=True)]
+    for process in tree:
+        process.send_signal(signal.SIGKILL)
+    first.wait()
+    done = torch.load(resume, weights_only=False)["training"]["epoch"]
+    assert done < 3
+
+    second = torchrun(tmp_path, data, 29542)
+    output = second.communicate(timeout=600)[0]
+    assert second.returncode == 0, output[-3000:]
+    # One process speaks: one resume line, one summary line.
+    assert output.count(f"epoch {done} of 3 done") == 1 and output.count("best epoch ") == 1, output
+    metrics = tmp_path / "metrics" / "cell"
+    curves = sorted((metrics / "live" / "plots" / "metrics").rglob("*.tsv"))
+    assert len(curves) > 5  # losses, lr, timings, validation mAPs
+    for curve in curves:
+        steps = [int(row.split("\t")[0]) for row in curve.read_text().splitlines()[1:]]
+        assert steps == [1, 2, 3], (curve.name, steps)
+    summary = json.loads((metrics / "train.json").read_text())
+    assert summary["epochs_run"] == 3 and json.loads((metrics / "template.json").read_text())["epochs"] == 3
+    saved = torch.load(tmp_path / "models" / "cell" / "model.pt", weights_only=False)
+    assert saved["labels"] == ["grape"] and not any(k.startswith("module.") for k in saved["model"])
