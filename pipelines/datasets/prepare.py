@@ -222,6 +222,33 @@ def _rle(ann, height: int, width: int) -> dict:
     return mask_utils.merge(mask_utils.frPyObjects([ann.points], height, width))
 
 
+def _kind(reason: str) -> str:
+    """A reason with its file paths replaced, so that reasons of the same kind count together."""
+    return " ".join("<file>" + word[len(word.rstrip(",;:")):] if "/" in word else word for word in reason.split())
+
+
+def reasons(skipped: list, limit: int = 3) -> str:
+    """The commonest kinds of reason among `skipped` images, each with its count and a first example."""
+    kinds = Counter(_kind(entry["reason"]) for entry in skipped)
+    lines = [f"{count} x {kind}, e.g. {next(e['reason'] for e in skipped if _kind(e['reason']) == kind)}"
+             for kind, count in kinds.most_common(limit)]
+    if len(kinds) > limit:
+        lines.append(f"{len(kinds) - limit} other kinds of reason")
+    return "\n".join("    " + line for line in lines)
+
+
+def check_losses(kept: Counter, skipped: list, subsets: dict) -> None:
+    """Stops when a subset the benchmark uses lost every image, and warns when it lost most, saying why."""
+    for subset in subsets:
+        lost = [entry for entry in skipped if entry["subset"] == subset]
+        total = kept[subset] + len(lost)
+        if lost and not kept[subset]:
+            raise DatasetLayoutError(f"all {total} images of subset {subset!r} were left out:\n{reasons(lost)}")
+        if len(lost) > total / 2:
+            print(f"warning: {len(lost)} of {total} images of subset {subset!r} were left out:\n{reasons(lost)}",
+                  flush=True)
+
+
 def prepare(format: str, root: Path, out_dir: Path, options: dict, subsets: dict, subsample: float,
             val_ratio: float, test_ratio: float, seed: int) -> dict:
     """The whole stage: import, check, split, export. Returns the statistics also written to stats.json."""
@@ -237,6 +264,7 @@ def prepare(format: str, root: Path, out_dir: Path, options: dict, subsets: dict
             samples[item.subset, item.id] = check_item(item)
         except ItemError as error:
             skipped.append({"image": item.id, "subset": item.subset, "reason": str(error)})
+    check_losses(Counter(subset for subset, _ in samples), skipped, subsets)
     labels = [c.name for c in dataset.categories()[AnnotationType.label]]
     roles = assign_roles([s.item for s in samples.values()], dataset.categories(), subsets, subsample, val_ratio,
                          test_ratio, seed)

@@ -189,3 +189,24 @@ def test_user_coco_broken_json_is_named(user_coco, tmp_path):
     with pytest.raises(DatasetLayoutError, match="labels/test.json: not a json file"):
         prepare("coco_json", user_coco, tmp_path / "out", COCO_OPTIONS, {"train": "train", "test": "test"},
                 1.0, 0.25, 0.2, 0)
+
+
+def test_a_subset_that_loses_every_image_says_why_with_examples(user_coco, tmp_path):
+    options = {**COCO_OPTIONS, "image_root": "labels"}  # a folder that exists, but holds no images
+    with pytest.raises(DatasetLayoutError) as error:
+        prepare("coco_json", user_coco, tmp_path / "out", options, {"train": "train", "test": "test"},
+                1.0, 0.25, 0.2, 0)
+    lines = str(error.value).splitlines()
+    assert lines[0] == "all 9 images of subset 'train' were left out:"
+    assert lines[1].startswith("    9 x <file> lists <file>, which is missing, e.g. labels/train.json lists ")
+    assert lines[1].endswith("labels/train_0.jpg, which is missing")
+
+
+def test_a_subset_that_loses_most_images_is_warned_about(user_coco, tmp_path, capsys):
+    for name in ("train_0.jpg", "train_1.jpg", "train_2.jpg", "train_3.jpg", "train_4.jpg"):
+        (user_coco / "photos" / name).write_bytes(b"not an image")
+    prepare("coco_json", user_coco, tmp_path / "out", COCO_OPTIONS, {"train": "train", "test": "test"},
+            1.0, 0.25, 0.2, 0)
+    printed = capsys.readouterr().out
+    assert "warning: 6 of 9 images of subset 'train' were left out:\n    5 x <file>: unreadable image" in printed
+    assert "1 x <file> lists <file>, which is missing, e.g. labels/train.json lists " in printed
