@@ -70,7 +70,9 @@ def pycocotools_stats(gt_path: Path, results: list) -> tuple[dict, float]:
     with contextlib.redirect_stdout(io.StringIO()):
         ground_truth = COCO(str(gt_path))
         for iou_type in IOU_TYPES:
-            evaluator = COCOeval(ground_truth, ground_truth.loadRes(json.loads(json.dumps(results))), iou_type)
+            # segm results without boxes, so that COCO sizes them by mask area, as the project does
+            scored = [{k: v for k, v in r.items() if k != "bbox" or iou_type == "bbox"} for r in results]
+            evaluator = COCOeval(ground_truth, ground_truth.loadRes(json.loads(json.dumps(scored))), iou_type)
             evaluator.evaluate()
             evaluator.accumulate()
             evaluator.summarize()

@@ -37,8 +37,11 @@ def evaluate(split_json: Path, results: list) -> tuple[dict, dict]:
             for row in per_class.values():
                 row.update({f"{iou_type}_ap": 0.0, f"{iou_type}_ap50": 0.0})
             continue
+        # COCO's loader takes a result's area from its box when it has one, so segm results keep only
+        # their masks: AP and AR small/medium/large of masks then use mask areas (as detectron2 does).
+        scored = [{k: v for k, v in r.items() if k != "bbox"} for r in results] if iou_type == "segm" else results
         with contextlib.redirect_stdout(io.StringIO()):
-            evaluator = COCOeval_faster(ground_truth, ground_truth.loadRes(results), iou_type,
+            evaluator = COCOeval_faster(ground_truth, ground_truth.loadRes(scored), iou_type,
                                         print_function=lambda *_: None)
             evaluator.evaluate()
             evaluator.accumulate()
