@@ -1,8 +1,9 @@
 import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
+from PIL import Image
 
-from pipelines.inference import InputSpec, letterbox_size, postprocess, preprocess
+from pipelines.inference import InputSpec, letterbox_size, load_image, postprocess, preprocess
 
 
 def test_letterbox_keeps_aspect_and_pads():
@@ -14,9 +15,25 @@ def test_letterbox_keeps_aspect_and_pads():
     assert np.allclose(batch[0, 0, :32, :], (1 - 0.485) / 0.229, atol=1e-4)
 
 
-def test_grayscale_like_input_is_three_channel():
-    batch, _ = preprocess(np.zeros((10, 10, 3), np.uint8), InputSpec(size=16))
-    assert batch.dtype == np.float32 and batch.shape[1] == 3
+@pytest.mark.parametrize("mode", ["L", "CMYK", "RGBA", "P"])
+def test_any_image_mode_loads_as_rgb_and_preprocesses(tmp_path, mode):
+    """Grayscale, CMYK, RGBA and palette files become the RGB pixels they show, ready for the graph."""
+    rgb = Image.new("RGB", (12, 8), (200, 100, 50))
+    path = tmp_path / ("a.jpg" if mode == "CMYK" else "a.png")
+    if mode == "P":  # one palette entry holding the colour
+        image = Image.new("P", rgb.size, 0)
+        image.putpalette([200, 100, 50] + [0] * 765)
+    else:
+        image = rgb.convert(mode)
+    image.save(path)
+    pixels = load_image(path)
+    assert pixels.shape == (8, 12, 3) and pixels.dtype == np.uint8
+    expected = rgb.convert("L").convert("RGB") if mode == "L" else rgb
+    assert np.abs(pixels.astype(int) - np.asarray(expected, int)).max() <= 3  # JPEG's CMYK round trip
+    if mode == "L":
+        assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
+    batch, _ = preprocess(pixels, InputSpec(size=16))
+    assert batch.dtype == np.float32 and batch.shape == (1, 3, 16, 16)
 
 
 def test_postprocess_maps_back_to_image_pixels():

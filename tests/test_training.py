@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -68,15 +69,47 @@ def untimed(history: list) -> list:
     return [{k: v for k, v in record.items() if k not in TIMINGS} for record in history]
 
 
-def test_fit_keeps_best_epoch_and_is_deterministic(prepared, tiny_spec, tmp_path):
+def test_fit_is_deterministic(prepared, tiny_spec, tmp_path):
     spec = tiny_spec(epochs=2)
     first = training.fit(spec, prepared, tmp_path / "a", log=lambda _: None)
     second = training.fit(spec, prepared, tmp_path / "b", log=lambda _: None)
     assert [h["epoch"] for h in first["history"]] == [1, 2]
     assert untimed(first["history"]) == untimed(second["history"])
-    saved = torch.load(tmp_path / "a" / "model.pt", weights_only=False)
-    assert saved["epoch"] == first["best_epoch"] and saved["labels"] == ["grape"]
+    a, b = (torch.load(d / "model.pt", weights_only=False) for d in (tmp_path / "a", tmp_path / "b"))
+    assert a["labels"] == ["grape"] and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert not (tmp_path / "a" / training.RESUME_FILE).exists()  # removed once training finished
+
+
+def scripted_fit(monkeypatch, spec, prepared, out, val_maps):
+    """fit() with validation scores taken from `val_maps` (one per epoch), so that the best epoch and the
+    early stop are known in advance; returns the result and every epoch's saved training state."""
+    scores = iter(val_maps)
+    monkeypatch.setattr(training, "_validate", lambda *args: {"segm_map": next(scores), "bbox_map": 0.0})
+    states = []
+
+    def snapshot(record):  # called after the epoch was saved to resume.pt
+        states.append(torch.load(out / training.RESUME_FILE, weights_only=False)["training"])
+    return training.fit(spec, prepared, out, log=lambda _: None, on_epoch=snapshot), states
+
+
+def test_the_saved_weights_are_the_best_epochs(prepared, tiny_spec, tmp_path, monkeypatch):
+    result, states = scripted_fit(monkeypatch, tiny_spec(epochs=3), prepared, tmp_path, [5.0, 9.0, 3.0])
+    saved = torch.load(tmp_path / "model.pt", weights_only=False)
+    assert result["best_epoch"] == saved["epoch"] == 2 and result["best_val_segm_map"] == 9.0
+    assert all(torch.equal(saved["model"][k], states[1]["model"][k]) for k in saved["model"])
+    assert not all(torch.equal(saved["model"][k], states[2]["model"][k]) for k in saved["model"])
+
+
+def test_with_ema_the_saved_weights_are_the_best_epochs_average(prepared, tiny_spec, tmp_path, monkeypatch):
+    result, states = scripted_fit(monkeypatch, tiny_spec(epochs=3, ema_decay=0.9), prepared, tmp_path,
+                                  [5.0, 9.0, 3.0])
+    saved = torch.load(tmp_path / "model.pt", weights_only=False)["model"]
+    average = {k[len("module."):]: v for k, v in states[1]["ema"].items() if k.startswith("module.")}
+    assert set(average) == set(saved) and all(torch.equal(saved[k], average[k]) for k in saved)
+    raw = states[1]["model"]
+    assert not all(torch.equal(saved[k], raw[k]) for k in saved)  # the average, not the raw weights
+    images = len(training.CocoInstances(prepared / "train.json", InputSpec(size=96), flip=False))
+    assert int(states[1]["ema"]["n_averaged"]) == 2 * math.ceil(images / 2)  # one update per step, 2 epochs
 
 
 def test_diverging_loss_stops_with_step_and_last_good_checkpoint(prepared, tiny_spec, tmp_path):
@@ -149,21 +182,17 @@ def test_multiscale_moves_masks_with_boxes(prepared):
     assert len(widths) > 1 and max(widths) < 96  # the image fills different, smaller shares of the canvas
 
 
-def test_recipe_options_plateau_adamw_ema_early_stop(prepared, tiny_spec, tmp_path):
+def test_recipe_options_adamw_plateau_and_early_stop(prepared, tiny_spec, tmp_path, monkeypatch):
     spec = tiny_spec(epochs=6, optimizer="adamw", lr=1e-4, schedule="plateau", plateau_patience=0,
-                     plateau_factor=0.5, ema_decay=0.9, early_stop_patience=2)
-    result = training.fit(spec, prepared, tmp_path, log=lambda _: None)
-    history = result["history"]
-    maps = [h["val_segm_map"] for h in history]
-    # Early stopping: the run went on while the rule allowed, and ended where it fired (or at epoch 6).
-    assert not any(training._stop_early(history[:k], 2) for k in range(1, len(history)))
-    assert len(history) == 6 or training._stop_early(history, 2)
-    # Plateau with patience 0: an epoch without a new best halves the lr of the next one.
-    for i in range(1, len(history) - 1):
-        factor = 0.5 if maps[i] <= max(maps[:i]) else 1.0
-        assert history[i + 1]["lr"] == pytest.approx(history[i]["lr"] * factor)
-    saved = torch.load(tmp_path / "model.pt", weights_only=False)
-    assert saved["epoch"] == result["best_epoch"]
+                     plateau_factor=0.5, early_stop_patience=2)
+    # Epochs 3 and 4 are not better than epoch 2: patience 2 stops the run after epoch 4 of 6.
+    result, states = scripted_fit(monkeypatch, spec, prepared, tmp_path, [10.0, 20.0, 15.0, 18.0, 30.0, 40.0])
+    assert [h["epoch"] for h in result["history"]] == [1, 2, 3, 4] and result["best_epoch"] == 2
+    # Plateau with patience 0 halves the lr after each epoch without a new best (epoch 3): epoch 4 runs at half.
+    assert [h["lr"] for h in result["history"]] == pytest.approx([1e-4, 1e-4, 1e-4, 5e-5])
+    optimizer = states[-1]["optimizer"]
+    assert "betas" in optimizer["param_groups"][0]                      # AdamW's, not SGD's
+    assert {"exp_avg", "exp_avg_sq"} <= set(next(iter(optimizer["state"].values())))
 
 
 def test_early_stop_rule():
