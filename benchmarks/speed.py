@@ -32,7 +32,7 @@ from pipelines.engines import torch_predictor  # noqa: E402
 from pipelines.export import convert, quantize_int8, save  # noqa: E402
 from pipelines.inference import InputSpec, preprocess  # noqa: E402
 from pipelines.ir import OpenVinoPredictor  # noqa: E402
-from pipelines.models.maskrcnn import InferenceGraph, build_model  # noqa: E402
+from pipelines.engines.torchvision.model import InferenceGraph, build_model  # noqa: E402
 from pipelines.speed import latency, openvino_throughput  # noqa: E402
 
 

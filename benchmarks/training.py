@@ -5,7 +5,7 @@
 Prepares the demo Pets data (`prepare`, as the pipeline does), then trains the template on the same
 images with the same batch size, both from the same initial weights:
 
-- project: `pipelines.training.train_one_epoch` over the letterboxing `CocoInstances` data (flip,
+- project: `pipelines.engines.torchvision.training.train_one_epoch` over the letterboxing `CocoInstances` data (flip,
   masks with boxes, warm-up schedule, gradient clipping), which also measures how much of the step
   time is spent waiting for the next batch;
 - plain: the loop of torchvision's detection references written out here, images as tensors at
@@ -31,11 +31,12 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.transforms.functional import to_tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipelines import inference, training  # noqa: E402
+from pipelines import inference  # noqa: E402
 from pipelines.config import load_params  # noqa: E402
 from pipelines.datasets import demo  # noqa: E402
 from pipelines.datasets.prepare import prepare  # noqa: E402
-from pipelines.models.maskrcnn import build_model  # noqa: E402
+from pipelines.engines.torchvision import training  # noqa: E402
+from pipelines.engines.torchvision.model import build_model  # noqa: E402
 
 
 class PlainCoco(torch.utils.data.Dataset):

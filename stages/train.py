@@ -54,8 +54,8 @@ def main(args=None) -> None:
                                                 on_epoch=epoch_logger(live) if primary else lambda record: None)
     if not primary:
         return
-    summary = {"best_epoch": result["best_epoch"], "best_val_segm_map": result["best_val_segm_map"],
-               "epochs_run": len(result["history"]), "train_seconds": round(time.monotonic() - start, 1)}
+    summary = {"best_epoch": result.best_epoch, "best_val_segm_map": result.best_val_segm_map,
+               "epochs_run": len(result.history), "train_seconds": round(time.monotonic() - start, 1)}
     (args.metrics / "train.json").write_text(json.dumps(summary, indent=2))
     (args.metrics / "template.json").write_text(json.dumps(dataclasses.asdict(spec), indent=2))
     print(f"best epoch {summary['best_epoch']}: val segm mAP {summary['best_val_segm_map']:.2f}")

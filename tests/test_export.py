@@ -10,7 +10,7 @@ from pipelines.config import TemplateSpec
 from pipelines.export import convert, quantize_int8, save
 from pipelines.inference import InputSpec, postprocess, preprocess
 from pipelines.ir import OpenVinoPredictor, execution_precision
-from pipelines.models.maskrcnn import InferenceGraph, build_model
+from pipelines.engines.torchvision.model import InferenceGraph, build_model
 
 SPEC = TemplateSpec(engine="torchvision", backbone="resnet18", input_size=96, pretrained="none", epochs=1,
                     batch_size=1, lr=0.01, momentum=0.9, weight_decay=0, warmup_iters=1, schedule="constant",
@@ -120,7 +120,7 @@ def test_predict_runs_from_the_ir_alone(exported, tmp_path):
         Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(tmp_path / "images" / name)
     code = ("import sys, runpy; sys.argv = ['predict'] + sys.argv[1:]; "
             "runpy.run_module('pipelines.predict', run_name='__main__'); "
-            "assert 'torch' not in sys.modules and 'pipelines.training' not in sys.modules, 'imported training code'")
+            "assert 'torch' not in sys.modules and 'pipelines.engines.torchvision.training' not in sys.modules, 'imported training code'")
     from tests.conftest import ROOT
     result = subprocess.run([sys.executable, "-c", code, "--ir", str(folder / "int8" / "model.xml"), "--images",
                              str(tmp_path / "images"), "--out", str(tmp_path / "out"), "--score-threshold", "0"],

@@ -135,8 +135,8 @@ def test_bytecode_and_a_fresh_clone_leave_everything_up_to_date(bench, tmp_path)
     repo, _ = bench
     # Import every stage and engine as a user's shell or test run would: Python writes __pycache__ beside them.
     run([sys.executable, "-c", "import stages.train, stages.evaluate, stages.export, stages.validate, stages.report, "
-                               "stages.prepare, stages.demo_data, pipelines.engines.torchvision_engine"], repo)
-    assert list((repo / "pipelines" / "engines").glob("__pycache__/*.pyc"))
+                               "stages.prepare, stages.demo_data, pipelines.engines.torchvision"], repo)
+    assert list((repo / "pipelines" / "engines" / "torchvision").glob("__pycache__/*.pyc"))  # in a folder dep
     assert "Data and pipelines are up to date." in run(["dvc", "status"], repo).stdout
     fresh = clone(repo, tmp_path / "fresh")  # no bytecode at all here
     assert "Data and pipelines are up to date." in run(["dvc", "status"], fresh).stdout

@@ -1,7 +1,9 @@
 """Training engines. A template names its engine; stages reach models only through `get(name)`.
 
-An engine module provides:
-    train(spec, data_dir, out_dir, log, on_epoch) -> dict    writes <out_dir>/model.pt; resumes a killed run;
+An engine is a package `pipelines/engines/<name>/` (everything that names its library lives there),
+registered in ENGINES, whose `__init__` provides:
+    train(spec, data_dir, out_dir, log, on_epoch) -> TrainResult
+                                                             writes <out_dir>/model.pt; resumes a killed run;
                                                              on_epoch(record) after every epoch
     load(checkpoint) -> Loaded                               the inference graph (score threshold inside)
                                                              and what it needs
@@ -14,7 +16,14 @@ evaluation and OpenVINO export are the same for every engine.
 import importlib
 from dataclasses import dataclass
 
-ENGINES = {"torchvision": "pipelines.engines.torchvision_engine"}
+ENGINES = {"torchvision": "pipelines.engines.torchvision"}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    history: list              # one record per epoch: epoch, lr, losses, timings, val_segm_map, val_bbox_map
+    best_epoch: int            # the epoch whose weights model.pt holds (best validation segm mAP)
+    best_val_segm_map: float
 
 
 @dataclass

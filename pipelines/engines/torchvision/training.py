@@ -25,9 +25,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from pipelines import inference
-from pipelines.engines import torch_predictor
+from pipelines.engines import TrainResult, torch_predictor
+from pipelines.engines.torchvision.model import InferenceGraph, build_model
 from pipelines.evaluation import coco_metrics
-from pipelines.models.maskrcnn import InferenceGraph, build_model
 
 RESUME_FILE = "resume.pt"
 
@@ -240,13 +240,13 @@ def _device():
     return torch.device("cpu")
 
 
-def fit(spec, data_dir: Path, out_dir: Path, log=print, on_epoch=lambda record: None) -> dict:
+def fit(spec, data_dir: Path, out_dir: Path, log=print, on_epoch=lambda record: None) -> TrainResult:
     """Trains template `spec` on the prepared dataset in `data_dir`; writes `<out_dir>/model.pt`.
 
     The saved checkpoint holds the epoch with the best validation segm mAP. A `resume.pt` left by a
     killed run with the same recipe and data is continued from. Under `torchrun` (WORLD_SIZE > 1) each
     process trains on its share of the images (DDP); process 0 validates, logs and saves. `on_epoch`
-    receives every epoch's record (restored ones first) in process 0 only. Returns the per-epoch history.
+    receives every epoch's record (restored ones first) in process 0 only.
     """
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
     device = _device()
@@ -327,7 +327,7 @@ def fit(spec, data_dir: Path, out_dir: Path, log=print, on_epoch=lambda record: 
         resume_file.unlink()
     if world > 1:
         dist.barrier()
-    return {"history": training.history, "best_epoch": best_epoch, "best_val_segm_map": training.best}
+    return TrainResult(training.history, best_epoch, training.best)
 
 
 def _stop_early(history: list, patience: int) -> bool:

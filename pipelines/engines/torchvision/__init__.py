@@ -1,15 +1,15 @@
-"""The torchvision Mask R-CNN engine."""
+"""The torchvision Mask R-CNN engine: its models (model.py) and their fine-tuning loop (training.py)."""
 
 from pathlib import Path
 
 import torch
 
-from pipelines import training
 from pipelines.config import TemplateSpec
-from pipelines.engines import Loaded
+from pipelines.engines import Loaded, TrainResult
+from pipelines.engines.torchvision import training
+from pipelines.engines.torchvision.model import InferenceGraph, build_model
+from pipelines.engines.torchvision.model import complexity as model_complexity
 from pipelines.inference import InputSpec
-from pipelines.models.maskrcnn import InferenceGraph, build_model
-from pipelines.models.maskrcnn import complexity as model_complexity
 
 
 # Module names, as they appear in the exported IR's layer names, of the parts that decode and pool
@@ -17,7 +17,7 @@ from pipelines.models.maskrcnn import complexity as model_complexity
 INT8_FLOAT_SCOPES = ("rpn", "roi_heads")
 
 
-def train(spec: TemplateSpec, data_dir: Path, out_dir: Path, log=print, on_epoch=lambda record: None) -> dict:
+def train(spec: TemplateSpec, data_dir: Path, out_dir: Path, log=print, on_epoch=lambda record: None) -> TrainResult:
     return training.fit(spec, data_dir, out_dir, log, on_epoch)
 
 

@@ -12,12 +12,12 @@ import pycocotools.mask as mask_utils
 import pytest
 import torch
 
-from pipelines import training
+from pipelines.engines.torchvision import training
 from pipelines.datasets import demo
 from pipelines.datasets.prepare import prepare
 from pipelines.inference import InputSpec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +73,8 @@ def test_fit_is_deterministic(prepared, tiny_spec, tmp_path):
     spec = tiny_spec(epochs=2)
     first = training.fit(spec, prepared, tmp_path / "a", log=lambda _: None)
     second = training.fit(spec, prepared, tmp_path / "b", log=lambda _: None)
-    assert [h["epoch"] for h in first["history"]] == [1, 2]
-    assert untimed(first["history"]) == untimed(second["history"])
+    assert [h["epoch"] for h in first.history] == [1, 2]
+    assert untimed(first.history) == untimed(second.history)
     a, b = (torch.load(d / "model.pt", weights_only=False) for d in (tmp_path / "a", tmp_path / "b"))
     assert a["labels"] == ["grape"] and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert not (tmp_path / "a" / training.RESUME_FILE).exists()  # removed once training finished
@@ -95,7 +95,7 @@ def scripted_fit(monkeypatch, spec, prepared, out, val_maps):
 def test_the_saved_weights_are_the_best_epochs(prepared, tiny_spec, tmp_path, monkeypatch):
     result, states = scripted_fit(monkeypatch, tiny_spec(epochs=3), prepared, tmp_path, [5.0, 9.0, 3.0])
     saved = torch.load(tmp_path / "model.pt", weights_only=False)
-    assert result["best_epoch"] == saved["epoch"] == 2 and result["best_val_segm_map"] == 9.0
+    assert result.best_epoch == saved["epoch"] == 2 and result.best_val_segm_map == 9.0
     assert all(torch.equal(saved["model"][k], states[1]["model"][k]) for k in saved["model"])
     assert not all(torch.equal(saved["model"][k], states[2]["model"][k]) for k in saved["model"])
 
@@ -131,7 +131,7 @@ RUN = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
-from pipelines import training
+from pipelines.engines.torchvision import training
 from pipelines.config import TemplateSpec
 training.fit(TemplateSpec(**json.loads(sys.argv[2])), Path(sys.argv[3]), Path(sys.argv[4]), log=print)
 """
@@ -153,8 +153,8 @@ def test_killed_training_resumes_from_its_last_epoch_with_the_same_result(prepar
     logged = []
     resumed = training.fit(spec, prepared, out, log=logged.append)
     assert f"resuming from {out / training.RESUME_FILE}: epoch {saved_epoch} of 3 done" in logged
-    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
-    assert untimed(resumed["history"]) == untimed(straight["history"])
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert untimed(resumed.history) == untimed(straight.history)
     a, b = (torch.load(d / "model.pt", weights_only=False)["model"] for d in (tmp_path / "straight", out))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -187,9 +187,9 @@ def test_recipe_options_adamw_plateau_and_early_stop(prepared, tiny_spec, tmp_pa
                      plateau_factor=0.5, early_stop_patience=2)
     # Epochs 3 and 4 are not better than epoch 2: patience 2 stops the run after epoch 4 of 6.
     result, states = scripted_fit(monkeypatch, spec, prepared, tmp_path, [10.0, 20.0, 15.0, 18.0, 30.0, 40.0])
-    assert [h["epoch"] for h in result["history"]] == [1, 2, 3, 4] and result["best_epoch"] == 2
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4] and result.best_epoch == 2
     # Plateau with patience 0 halves the lr after each epoch without a new best (epoch 3): epoch 4 runs at half.
-    assert [h["lr"] for h in result["history"]] == pytest.approx([1e-4, 1e-4, 1e-4, 5e-5])
+    assert [h["lr"] for h in result.history] == pytest.approx([1e-4, 1e-4, 1e-4, 5e-5])
     optimizer = states[-1]["optimizer"]
     assert "betas" in optimizer["param_groups"][0]                      # AdamW's, not SGD's
     assert {"exp_avg", "exp_avg_sq"} <= set(next(iter(optimizer["state"].values())))

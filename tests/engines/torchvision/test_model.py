@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pipelines.models.maskrcnn import (BACKBONES, InferenceGraph, PretrainedWeightsError, build_model, complexity,
+from pipelines.engines.torchvision.model import (BACKBONES, InferenceGraph, PretrainedWeightsError, build_model, complexity,
                                        load_pretrained)
 
 

@@ -1,1 +1,0 @@
-"""Model templates of the torchvision engine."""

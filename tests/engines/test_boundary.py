@@ -1,0 +1,36 @@
+"""The engine boundary: only an engine's own folder imports its training library."""
+
+import ast
+from pathlib import Path
+
+from pipelines.engines import ENGINES
+
+ROOT = Path(__file__).resolve().parents[2]
+# The libraries each engine wraps (the top-level package names its folder alone may import).
+LIBRARIES = {"torchvision": {"torchvision"}, "mmdet": {"mmdet", "mmcv", "mmengine"}}
+
+
+def imported_packages(path: Path) -> set:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_every_engine_is_a_registered_folder():
+    for name, module in ENGINES.items():
+        assert module == f"pipelines.engines.{name}" and (ROOT / "pipelines" / "engines" / name / "__init__.py").is_file()
+
+
+def test_only_an_engines_folder_imports_its_library():
+    wrapped = set().union(*LIBRARIES.values())
+    offenders = []
+    for path in sorted([*(ROOT / "pipelines").rglob("*.py"), *(ROOT / "stages").rglob("*.py")]):
+        parts = path.relative_to(ROOT / "pipelines").parts if path.is_relative_to(ROOT / "pipelines") else ()
+        engine = parts[1] if len(parts) > 2 and parts[0] == "engines" else None
+        allowed = LIBRARIES.get(engine, set())
+        offenders += [f"{path.relative_to(ROOT)} imports {p}" for p in imported_packages(path) & wrapped - allowed]
+    assert offenders == []
