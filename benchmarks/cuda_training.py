@@ -3,7 +3,8 @@
     python benchmarks/cuda_training.py --data data/prepared/pets [--templates tiny r50] [--epochs 3] [--workers 4]
 
 For each template (its params.yaml recipe, started from random weights so that nothing is downloaded)
-it runs `pipelines.engines.torchvision.training.fit` on the prepared dataset three times with the same seed: `amp: false`;
+it runs `pipelines.engines.torchvision.training.fit` on the prepared dataset three times with the same
+seed: `amp: false`;
 `amp: true`, which autocasts to bfloat16 on GPUs that have it; and `amp: true` as on a GPU without
 bfloat16 (float16 with loss scaling; skipped where the GPU has no bfloat16, as then the second run is
 that). Per run it prints training images per second and the share of that time spent waiting for data

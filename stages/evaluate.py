@@ -21,7 +21,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--test", type=Path, required=True, help="prepared test split (COCO json)")
     p.add_argument("--out", type=Path, required=True, help="metrics json to write")
     p.add_argument("--per-class", type=Path, required=True, help="json to write the per-class AP to")
-    p.add_argument("--examples", type=Path, required=True, help="jpg: test images, ground truth beside prediction (the report shows it)")
+    p.add_argument("--examples", type=Path, required=True,
+                   help="jpg: test images, ground truth beside prediction (the report shows it)")
     p.add_argument("--example-count", type=int, default=4)
     p.add_argument("--show-threshold", type=float, default=0.3, help="the picture shows detections above this score")
     return p
