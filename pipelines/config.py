@@ -27,26 +27,26 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class TemplateSpec:
-    """One model template and its training recipe (`templates.<key>` in params.yaml)."""
+    """One model template and its training recipe (`templates.<key>` in params.yaml).
+
+    The keys here are every engine's; `model` holds the architecture keys of the template's engine, which
+    that engine declares (with their defaults) and checks: see `engine_options`.
+    """
     engine: str                    # which training engine builds and trains it (see pipelines/engines)
-    backbone: str                  # for architecture custom: resnet18 | resnet50 | efficientnet_b2 | convnext_tiny
     input_size: int                # images are letterboxed to input_size x input_size
-    pretrained: str                # none | coco (maskrcnn_resnet50_fpn_v2 only) | imagenet | a checkpoint path
     epochs: int
     batch_size: int
     lr: float
-    momentum: float
-    weight_decay: float
-    warmup_iters: int
-    schedule: str                  # cosine | constant | plateau (ReduceLROnPlateau on val segm mAP)
-    grad_clip: float               # max gradient norm; 0 turns clipping off
-    fpn_channels: int
-    anchor_sizes: list             # one anchor size per FPN level (4 levels + pool)
-    rpn_proposals: list            # [pre-NMS, post-NMS] proposals per image in training; halved at test time
-    rois_per_image: int            # sampled RoIs per image for the box and mask heads
-    box_head_width: int
-    mask_head_channels: list       # one conv layer per entry
-    architecture: str = "custom"   # custom (FPN and heads sized below) | maskrcnn_resnet50_fpn_v2 (torchvision's)
+    model: dict = field(default_factory=dict)  # the engine's architecture keys
+    pretrained: str = "none"       # none, or what the engine accepts (a checkpoint path, imagenet, coco, a URL...)
+    mean: list = (123.675, 116.28, 103.53)  # input normalisation, per channel in `channels` order, 0..255 pixels
+    std: list = (58.395, 57.12, 57.375)
+    channels: str = "RGB"          # RGB | BGR: the channel order the model takes
+    momentum: float = 0.9
+    weight_decay: float = 0.0001
+    warmup_iters: int = 0          # linear warm-up over this many iterations
+    schedule: str = "cosine"       # cosine | constant | plateau (ReduceLROnPlateau on val segm mAP)
+    grad_clip: float = 0.0         # max gradient norm; 0 turns clipping off
     num_workers: int = 0           # DataLoader worker processes
     optimizer: str = "sgd"         # sgd | adamw (momentum is SGD's only)
     lr_batch_size: int = 0         # the total batch `lr` is meant for; other totals scale it linearly (0: batch_size)
@@ -58,6 +58,17 @@ class TemplateSpec:
     amp: bool = True               # mixed precision on CUDA (ignored on CPU)
     score_threshold: float = 0.05  # keep detections above this score; low so mAP sees the whole PR curve
     seed: int = 0                  # not in params.yaml: the train stage sets it from `run.seeds`
+
+
+def engine_options(cls, spec: TemplateSpec, allowed=None):
+    """The engine's architecture keys of template `spec` as the engine's dataclass `cls` (whose field defaults
+    are the defaults); `allowed` narrows the keys an architecture uses. An unknown key is an error naming it."""
+    names = [f.name for f in fields(cls)] if allowed is None else list(allowed)
+    unknown = sorted(set(spec.model) - set(names))
+    if unknown:
+        raise ValueError(f"{PARAMS_FILE}: a template of engine {spec.engine!r} has model keys {unknown} it does not "
+                         f"use{'' if allowed is None else ' with this architecture'}; it takes {names}")
+    return cls(**spec.model)
 
 
 @dataclass(frozen=True)

@@ -14,19 +14,27 @@ import numpy as np
 import pycocotools.mask as mask_utils
 from PIL import Image
 
-# ImageNet statistics on 0..1 pixels: what torchvision's backbones were trained with.
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+# ImageNet statistics in 0..255 pixel values (RGB), what most ImageNet-trained backbones expect.
+MEAN = (123.675, 116.28, 103.53)
+STD = (58.395, 57.12, 57.375)
 MASK_THRESHOLD = 0.5
+CHANNEL_ORDERS = ("RGB", "BGR")
 
 
 @dataclass(frozen=True)
 class InputSpec:
     """What the graph expects; the exported IR carries a copy in its runtime info."""
     size: int
-    mean: tuple = MEAN
+    mean: tuple = MEAN              # per channel, in the order of `channels`, on 0..255 pixel values
     std: tuple = STD
+    channels: str = "RGB"           # RGB | BGR: the channel order the graph takes
     resize_mode: str = "letterbox"  # longer side scaled to `size`, padded at the bottom and right
+
+    def __post_init__(self):
+        if self.channels not in CHANNEL_ORDERS:
+            raise ValueError(f"channels is {self.channels!r}; expected one of {CHANNEL_ORDERS}")
+        if self.resize_mode != "letterbox":
+            raise ValueError(f"resize_mode is {self.resize_mode!r}; only letterbox is implemented")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,7 +64,9 @@ def preprocess(image: np.ndarray, spec: InputSpec, fill: float = 1.0) -> tuple[n
     """
     height, width = image.shape[:2]
     new_h, new_w, scale = letterbox_size(height, width, spec.size * fill)
-    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR), dtype=np.float32) / 255
+    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR), dtype=np.float32)
+    if spec.channels == "BGR":
+        resized = resized[:, :, ::-1]
     normalised = (resized - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
     batch = np.zeros((1, 3, spec.size, spec.size), dtype=np.float32)  # padding = the mean colour
     batch[0, :, :new_h, :new_w] = normalised.transpose(2, 0, 1)

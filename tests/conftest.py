@@ -19,10 +19,13 @@ from pipelines.config import TemplateSpec  # noqa: E402
 def tiny_spec():
     """A very small template: trains and exports in seconds on a CPU."""
     def make(**overrides):
-        values = dict(engine="torchvision", backbone="resnet18", input_size=96, pretrained="none", epochs=1,
-                      batch_size=2, lr=0.01, momentum=0.9, weight_decay=1e-4, warmup_iters=2, schedule="cosine",
-                      grad_clip=10.0, fpn_channels=32, anchor_sizes=[8, 16, 32, 64, 128], rpn_proposals=[100, 40],
-                      rois_per_image=32, box_head_width=64, mask_head_channels=[32], score_threshold=0.05, seed=0)
+        # torchvision architecture keys among the overrides go under `model`; `model=` replaces them all.
+        model = dict(backbone="resnet18", fpn_channels=32, anchor_sizes=[8, 16, 32, 64, 128], rpn_proposals=[100, 40],
+                     rois_per_image=32, box_head_width=64, mask_head_channels=[32])
+        model.update({k: overrides.pop(k) for k in list(overrides) if k in model})
+        model = overrides.pop("model", model)
+        values = dict(engine="torchvision", input_size=96, epochs=1, batch_size=2, lr=0.01, warmup_iters=2,
+                      grad_clip=10.0, model=model)
         values.update(overrides)
         return TemplateSpec(**values)
     return make

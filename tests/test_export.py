@@ -12,10 +12,9 @@ from pipelines.inference import InputSpec, postprocess, preprocess
 from pipelines.ir import OpenVinoPredictor, execution_precision
 from pipelines.engines.torchvision.model import InferenceGraph, build_model
 
-SPEC = TemplateSpec(engine="torchvision", backbone="resnet18", input_size=96, pretrained="none", epochs=1,
-                    batch_size=1, lr=0.01, momentum=0.9, weight_decay=0, warmup_iters=1, schedule="constant",
-                    grad_clip=0, fpn_channels=32, anchor_sizes=[8, 16, 32, 64, 128], rpn_proposals=[100, 40],
-                    rois_per_image=32, box_head_width=64, mask_head_channels=[32],
+SPEC = TemplateSpec(engine="torchvision", input_size=96, epochs=1, batch_size=1, lr=0.01,
+                    model=dict(backbone="resnet18", fpn_channels=32, anchor_sizes=[8, 16, 32, 64, 128],
+                               rpn_proposals=[100, 40], rois_per_image=32, box_head_width=64, mask_head_channels=[32]),
                     score_threshold=0.0)  # random weights: keep every detection so there is something to compare
 
 
@@ -86,8 +85,8 @@ def test_ir_carries_its_metadata(exported):
     _, folder, _ = exported
     predictor = OpenVinoPredictor(folder / "fp32" / "model.xml")
     assert predictor.labels == ["cat", "dog"]
-    assert predictor.input_spec == {"size": 96, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-                                    "resize_mode": "letterbox"}
+    assert InputSpec.from_dict(predictor.input_spec) == InputSpec(size=96)
+    assert predictor.input_spec["channels"] == "RGB" and predictor.input_spec["mean"] == [123.675, 116.28, 103.53]
     assert predictor.score_threshold == 0.0
 
 
@@ -120,7 +119,7 @@ def test_predict_runs_from_the_ir_alone(exported, tmp_path):
         Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(tmp_path / "images" / name)
     code = ("import sys, runpy; sys.argv = ['predict'] + sys.argv[1:]; "
             "runpy.run_module('pipelines.predict', run_name='__main__'); "
-            "assert 'torch' not in sys.modules and 'pipelines.engines.torchvision.training' not in sys.modules, 'imported training code'")
+            "assert 'torch' not in sys.modules and 'pipelines.training' not in sys.modules, 'imported training code'")
     from tests.conftest import ROOT
     result = subprocess.run([sys.executable, "-c", code, "--ir", str(folder / "int8" / "model.xml"), "--images",
                              str(tmp_path / "images"), "--out", str(tmp_path / "out"), "--score-threshold", "0"],

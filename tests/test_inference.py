@@ -36,6 +36,17 @@ def test_any_image_mode_loads_as_rgb_and_preprocesses(tmp_path, mode):
     assert batch.dtype == np.float32 and batch.shape == (1, 3, 16, 16)
 
 
+def test_channel_order_mean_and_std_follow_the_spec():
+    image = np.zeros((8, 8, 3), np.uint8)
+    image[..., 0], image[..., 2] = 200, 10  # red, blue
+    rgb, _ = preprocess(image, InputSpec(size=8, mean=(0, 0, 0), std=(1, 1, 1)))
+    bgr, _ = preprocess(image, InputSpec(size=8, mean=(100, 0, 0), std=(2, 1, 1), channels="BGR"))
+    assert rgb[0, :, 0, 0].tolist() == [200, 0, 10]
+    assert bgr[0, :, 0, 0].tolist() == [(10 - 100) / 2, 0, 200]  # blue first, with the first channel's statistics
+    with pytest.raises(ValueError, match="channels is 'GBR'"):
+        InputSpec(size=8, channels="GBR")
+
+
 def test_postprocess_maps_back_to_image_pixels():
     # A box in input pixels of a 0.5 letterbox scale, with a mask full inside it.
     outputs = (np.array([[10, 20, 30, 40]], np.float32), np.array([0.9], np.float32), np.array([2]),

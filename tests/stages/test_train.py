@@ -13,7 +13,7 @@ import psutil
 import torch
 import yaml
 
-from pipelines.engines.torchvision import training
+from pipelines import training
 from pipelines.datasets import demo
 from pipelines.datasets.prepare import prepare
 

@@ -6,6 +6,7 @@ most of its time in the heads; `maskrcnn_resnet50_fpn_v2` is torchvision's model
 (ResNet-50, normalised FPN and heads), the one with COCO weights.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,6 +22,8 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+from pipelines.config import engine_options
+
 # backbone name -> (torchvision constructor, submodule holding the stages, stage -> FPN level name)
 BACKBONES = {
     "resnet18": (torchvision.models.resnet18, None, {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}),
@@ -29,6 +32,32 @@ BACKBONES = {
     "convnext_tiny": (torchvision.models.convnext_tiny, "features", {"1": "0", "3": "1", "5": "2", "7": "3"}),
 }
 FPN_LEVELS = ("0", "1", "2", "3")  # plus the max-pooled "pool" level used by the RPN only
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The engine's keys under a template's `model` (see pipelines.config.engine_options)."""
+    backbone: str = "resnet50"     # for architecture custom: resnet18 | resnet50 | efficientnet_b2 | convnext_tiny
+    architecture: str = "custom"   # custom (FPN and heads sized below) | maskrcnn_resnet50_fpn_v2 (torchvision's)
+    fpn_channels: int = 256
+    anchor_sizes: list = (32, 64, 128, 256, 512)  # one anchor size per FPN level (4 levels + pool)
+    rpn_proposals: list = (2000, 1000)  # [pre-NMS, post-NMS] proposals per image in training; halved at test time
+    rois_per_image: int = 512      # sampled RoIs per image for the box and mask heads
+    box_head_width: int = 1024
+    mask_head_channels: list = (256, 256, 256, 256)  # one conv layer per entry
+
+
+# The keys each architecture uses: torchvision's own model fixes its backbone, FPN and head sizes.
+ARCHITECTURE_KEYS = {"custom": [f for f in ModelSpec.__dataclass_fields__],
+                     "maskrcnn_resnet50_fpn_v2": ["architecture", "rpn_proposals", "rois_per_image"]}
+
+
+def model_spec(spec) -> ModelSpec:
+    """Template `spec`'s architecture keys, checked against what its architecture uses."""
+    architecture = spec.model.get("architecture", "custom")
+    if architecture not in ARCHITECTURE_KEYS:
+        raise ValueError(f"unknown architecture {architecture!r}; expected one of {sorted(ARCHITECTURE_KEYS)}")
+    return engine_options(ModelSpec, spec, ARCHITECTURE_KEYS[architecture])
 
 
 class PretrainedWeightsError(RuntimeError):
@@ -61,19 +90,18 @@ def build_model(spec, num_classes: int) -> MaskRCNN:
     The model receives images already letterboxed and normalised by `pipelines.inference`, so its own
     transform neither resizes (min = max = input size) nor normalises (mean 0, std 1).
     """
-    if spec.architecture == "maskrcnn_resnet50_fpn_v2":
-        return _resnet50_fpn_v2(spec, num_classes)
-    if spec.architecture != "custom":
-        raise ValueError(f"unknown architecture {spec.architecture!r}; expected custom or maskrcnn_resnet50_fpn_v2")
+    arch = model_spec(spec)
+    if arch.architecture == "maskrcnn_resnet50_fpn_v2":
+        return _resnet50_fpn_v2(spec, arch, num_classes)
     pretrained = spec.pretrained
     if pretrained == "coco":
         raise PretrainedWeightsError("torchvision has COCO weights for architecture maskrcnn_resnet50_fpn_v2 only; "
                                      "set `pretrained` to imagenet, none or a checkpoint path")
-    backbone = _backbone(spec.backbone, spec.fpn_channels, imagenet=pretrained == "imagenet")
-    anchors = AnchorGenerator(sizes=tuple((s,) for s in spec.anchor_sizes),
-                              aspect_ratios=((0.5, 1.0, 2.0),) * len(spec.anchor_sizes))
-    mask_channels = list(spec.mask_head_channels)
-    pre_nms, post_nms = spec.rpn_proposals
+    backbone = _backbone(arch.backbone, arch.fpn_channels, imagenet=pretrained == "imagenet")
+    anchors = AnchorGenerator(sizes=tuple((s,) for s in arch.anchor_sizes),
+                              aspect_ratios=((0.5, 1.0, 2.0),) * len(arch.anchor_sizes))
+    mask_channels = list(arch.mask_head_channels)
+    pre_nms, post_nms = arch.rpn_proposals
     model = MaskRCNN(
         backbone, num_classes=None,
         min_size=spec.input_size, max_size=spec.input_size, image_mean=[0.0] * 3, image_std=[1.0] * 3,
@@ -81,11 +109,11 @@ def build_model(spec, num_classes: int) -> MaskRCNN:
         rpn_pre_nms_top_n_train=pre_nms, rpn_post_nms_top_n_train=post_nms,
         rpn_pre_nms_top_n_test=pre_nms // 2, rpn_post_nms_top_n_test=post_nms // 2,
         box_roi_pool=MultiScaleRoIAlign(list(FPN_LEVELS), output_size=7, sampling_ratio=2),
-        box_head=TwoMLPHead(spec.fpn_channels * 7 * 7, spec.box_head_width),
-        box_predictor=FastRCNNPredictor(spec.box_head_width, num_classes + 1),
-        box_batch_size_per_image=spec.rois_per_image, box_score_thresh=spec.score_threshold,
+        box_head=TwoMLPHead(arch.fpn_channels * 7 * 7, arch.box_head_width),
+        box_predictor=FastRCNNPredictor(arch.box_head_width, num_classes + 1),
+        box_batch_size_per_image=arch.rois_per_image, box_score_thresh=spec.score_threshold,
         mask_roi_pool=MultiScaleRoIAlign(list(FPN_LEVELS), output_size=14, sampling_ratio=2),
-        mask_head=MaskRCNNHeads(spec.fpn_channels, mask_channels, dilation=1),
+        mask_head=MaskRCNNHeads(arch.fpn_channels, mask_channels, dilation=1),
         mask_predictor=MaskRCNNPredictor(mask_channels[-1], mask_channels[-1], num_classes + 1),
     )
     if pretrained not in ("none", "imagenet"):
@@ -93,17 +121,17 @@ def build_model(spec, num_classes: int) -> MaskRCNN:
     return model
 
 
-def _resnet50_fpn_v2(spec, num_classes: int) -> MaskRCNN:
+def _resnet50_fpn_v2(spec, arch: ModelSpec, num_classes: int) -> MaskRCNN:
     """torchvision's maskrcnn_resnet50_fpn_v2, started from COCO or ImageNet weights or from scratch,
     with the class-specific predictors rebuilt for `num_classes`."""
     from torchvision.models import ResNet50_Weights
     from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights, maskrcnn_resnet50_fpn_v2
 
-    pre_nms, post_nms = spec.rpn_proposals
+    pre_nms, post_nms = arch.rpn_proposals
     options = dict(min_size=spec.input_size, max_size=spec.input_size, image_mean=[0.0] * 3, image_std=[1.0] * 3,
                    rpn_pre_nms_top_n_train=pre_nms, rpn_post_nms_top_n_train=post_nms,
                    rpn_pre_nms_top_n_test=pre_nms // 2, rpn_post_nms_top_n_test=post_nms // 2,
-                   box_batch_size_per_image=spec.rois_per_image, box_score_thresh=spec.score_threshold)
+                   box_batch_size_per_image=arch.rois_per_image, box_score_thresh=spec.score_threshold)
     weights = MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1 if spec.pretrained == "coco" else None
     backbone_weights = ResNet50_Weights.IMAGENET1K_V1 if spec.pretrained == "imagenet" else None
     try:

@@ -50,7 +50,7 @@ def test_checkpoint_of_another_architecture_is_refused(tiny_spec, tmp_path):
 
 def test_resnet50_fpn_v2_is_torchvisions_architecture_with_heads_for_the_dataset(tiny_spec, tmp_path):
     from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
-    spec = tiny_spec(architecture="maskrcnn_resnet50_fpn_v2", backbone="resnet50", input_size=64)
+    spec = tiny_spec(model={"architecture": "maskrcnn_resnet50_fpn_v2"}, input_size=64)
     torch.manual_seed(0)
     model = build_model(spec, num_classes=3)
     reference = maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=4)
@@ -63,7 +63,7 @@ def test_resnet50_fpn_v2_is_torchvisions_architecture_with_heads_for_the_dataset
     assert masks.shape[1:] == (28, 28)
     # A local snapshot (COCO-pretrained elsewhere, here 5 classes) starts it; the predictors are rebuilt.
     torch.save(build_model(spec, num_classes=5).state_dict(), tmp_path / "snapshot.pt")
-    started = build_model(tiny_spec(architecture="maskrcnn_resnet50_fpn_v2", input_size=64,
+    started = build_model(tiny_spec(model={"architecture": "maskrcnn_resnet50_fpn_v2"}, input_size=64,
                                     pretrained=str(tmp_path / "snapshot.pt")), num_classes=2)
     assert started.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 3
 
@@ -74,8 +74,15 @@ def test_coco_weights_offline_say_which_file_to_provide(tiny_spec, monkeypatch):
     def offline(*args, **kwargs):
         raise OSError("Name or service not known")
     monkeypatch.setattr(type(MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1), "get_state_dict", offline)
-    spec = tiny_spec(architecture="maskrcnn_resnet50_fpn_v2", input_size=64, pretrained="coco")
+    spec = tiny_spec(model={"architecture": "maskrcnn_resnet50_fpn_v2"}, input_size=64, pretrained="coco")
     with pytest.raises(PretrainedWeightsError, match=r"put maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth into .*checkpoints"):
         build_model(spec, 2)
     with pytest.raises(PretrainedWeightsError, match="COCO weights for architecture maskrcnn_resnet50_fpn_v2 only"):
         build_model(tiny_spec(pretrained="coco"), 2)
+
+
+def test_a_key_the_architecture_does_not_use_is_refused(tiny_spec):
+    with pytest.raises(ValueError, match=r"model keys \['fpn_channels'\] it does not use with this architecture"):
+        build_model(tiny_spec(model={"architecture": "maskrcnn_resnet50_fpn_v2", "fpn_channels": 64}), 2)
+    with pytest.raises(ValueError, match=r"model keys \['depth'\] it does not use"):
+        build_model(tiny_spec(model={"depth": 18}), 2)

@@ -1,10 +1,12 @@
-"""Fine-tuning loop of the torchvision engine.
+"""The fine-tuning loop every engine shares; an engine supplies its models through a `ModelAdapter`.
 
 Data from a prepared COCO split (flip and multiscale, masks moved with boxes); SGD or AdamW with the
 learning rate scaled to the batch; linear warm-up then cosine, constant or plateau (on validation segm
 mAP); optional EMA of the weights; gradient clipping; AMP on CUDA; validation segm mAP after every
 epoch, early stopping, and the best epoch kept. Each finished epoch is saved to `<out_dir>/resume.pt`
 so that a killed run continues from there; runs under `torchrun` train data-parallel (DDP).
+Nothing here knows a model library: building a model, computing its losses on a batch and wrapping it
+into an inference graph are the adapter's.
 """
 
 import hashlib
@@ -15,6 +17,7 @@ import random
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pycocotools.mask as mask_utils
@@ -26,10 +29,29 @@ from tqdm import tqdm
 
 from pipelines import inference
 from pipelines.engines import TrainResult, torch_predictor
-from pipelines.engines.torchvision.model import InferenceGraph, build_model
 from pipelines.evaluation import coco_metrics
 
 RESUME_FILE = "resume.pt"
+
+
+class ModelAdapter(Protocol):
+    """What an engine gives the loop."""
+
+    def build(self, spec, num_classes: int) -> torch.nn.Module:
+        """A model in training mode for `num_classes` object classes, started from `spec.pretrained`."""
+
+    def losses(self, model: torch.nn.Module, images: torch.Tensor, targets: list) -> dict:
+        """The named scalar losses of one batch (`images` [B, 3, S, S] preprocessed, `targets` one dict of
+        boxes (x0, y0, x1, y1), labels (1-based) and masks (S x S) per image); `model` may be DDP-wrapped."""
+
+    def inference_graph(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model as a `pipelines.inference` predictor graph (in eval mode)."""
+
+
+def input_spec(spec) -> inference.InputSpec:
+    """The pre-processing template `spec` asks for, the same in training, evaluation and the IR."""
+    return inference.InputSpec(size=spec.input_size, mean=tuple(spec.mean), std=tuple(spec.std),
+                               channels=spec.channels)
 
 
 class CocoInstances(torch.utils.data.Dataset):
@@ -120,9 +142,10 @@ class Training:
     """What a training run changes as it goes, saved and restored as one: model, optimizer, schedules,
     EMA, loss scale, random states, history and the best epoch so far."""
 
-    def __init__(self, spec, num_classes: int, loader_generator: torch.Generator, world_size: int, device):
-        self.spec, self.generator, self.device = spec, loader_generator, device
-        self.model = build_model(spec, num_classes).to(device)
+    def __init__(self, spec, adapter: ModelAdapter, num_classes: int, loader_generator: torch.Generator,
+                 world_size: int, device):
+        self.spec, self.adapter, self.generator, self.device = spec, adapter, loader_generator, device
+        self.model = adapter.build(spec, num_classes).to(device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(spec, params, scaled_lr(spec, world_size))
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(spec.ema_decay), use_buffers=True) \
@@ -178,10 +201,10 @@ def train_one_epoch(training: Training, loader, step_lr, epoch: int, show_progre
     for step, (images, targets) in enumerate(bar, 1):
         waited += time.perf_counter() - ready
         seen += len(images)
-        images = [i.to(training.device) for i in images]
+        images = torch.stack(images).to(training.device)
         targets = [{k: v.to(training.device) for k, v in t.items()} for t in targets]
         with torch.autocast(training.device.type, dtype=training.amp_dtype, enabled=training.amp_dtype is not None):
-            losses = model(images, targets)
+            losses = training.adapter.losses(model, images, targets)
         loss = sum(losses.values())
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch} step {step}")
@@ -240,8 +263,9 @@ def _device():
     return torch.device("cpu")
 
 
-def fit(spec, data_dir: Path, out_dir: Path, log=print, on_epoch=lambda record: None) -> TrainResult:
-    """Trains template `spec` on the prepared dataset in `data_dir`; writes `<out_dir>/model.pt`.
+def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, log=print,
+        on_epoch=lambda record: None) -> TrainResult:
+    """Trains template `spec`, whose models `adapter` builds, on the prepared dataset in `data_dir`; writes `<out_dir>/model.pt`.
 
     The saved checkpoint holds the epoch with the best validation segm mAP. A `resume.pt` left by a
     killed run with the same recipe and data is continued from. Under `torchrun` (WORLD_SIZE > 1) each
@@ -255,15 +279,14 @@ def fit(spec, data_dir: Path, out_dir: Path, log=print, on_epoch=lambda record: 
     random.seed(spec.seed + rank)
     torch.manual_seed(spec.seed)
     labels = [c["name"] for c in json.loads((data_dir / "train.json").read_text())["categories"]]
-    input_spec = inference.InputSpec(size=spec.input_size)
-    dataset = CocoInstances(data_dir / "train.json", input_spec, flip=True, scale_range=spec.scale_range)
+    dataset = CocoInstances(data_dir / "train.json", input_spec(spec), flip=True, scale_range=spec.scale_range)
     generator = torch.Generator().manual_seed(spec.seed)
     sampler = torch.utils.data.DistributedSampler(dataset, world, rank, shuffle=True, seed=spec.seed) \
         if world > 1 else None
     loader = torch.utils.data.DataLoader(dataset, batch_size=spec.batch_size, shuffle=sampler is None,
                                          sampler=sampler, num_workers=spec.num_workers, collate_fn=collate,
                                          generator=generator, persistent_workers=spec.num_workers > 0)
-    training = Training(spec, len(labels), generator, world, device)
+    training = Training(spec, adapter, len(labels), generator, world, device)
     if rank == 0:
         precision = f"mixed precision ({str(training.amp_dtype)[6:]})" if training.amp_dtype else "full precision"
         log(f"training on {device} in {precision}" + (f", {world} processes (DDP)" if world > 1 else ""))
@@ -300,9 +323,9 @@ def fit(spec, data_dir: Path, out_dir: Path, log=print, on_epoch=lambda record: 
             last = f"{resume_file} (epoch {training.epoch})" if training.epoch else "none: it was the first epoch"
             raise FloatingPointError(f"{error}; lower the learning rate. Last good checkpoint: {last}") from None
         except torch.OutOfMemoryError:
-            raise MemoryError(f"out of memory training template with backbone {spec.backbone}: lower its "
+            raise MemoryError(f"out of memory training this template: lower its "
                               f"batch_size ({spec.batch_size}) or input_size ({spec.input_size}) in params.yaml") from None
-        val = _validate(training, data_dir, input_spec, world, rank)
+        val = _validate(training, data_dir, world, rank)
         training.epoch = epoch
         record = {"epoch": epoch, "lr": training.optimizer.param_groups[0]["lr"], **losses,
                   "val_segm_map": val["segm_map"], "val_bbox_map": val["bbox_map"],
@@ -338,13 +361,13 @@ def _stop_early(history: list, patience: int) -> bool:
     return all(h["val_segm_map"] <= best_before for h in history[-patience:])
 
 
-def _validate(training: Training, data_dir: Path, input_spec, world: int, rank: int) -> dict:
+def _validate(training: Training, data_dir: Path, world: int, rank: int) -> dict:
     """Validation segm/bbox mAP, computed by process 0 and shared with the others."""
     val = None
     if rank == 0:
-        graph = InferenceGraph(training.evaluated())  # sets eval mode; the next epoch sets train mode
+        graph = training.adapter.inference_graph(training.evaluated())  # eval mode; the next epoch sets train mode
         results = inference.predict_split(torch_predictor(graph, training.device), data_dir / "val.json",
-                                          input_spec, training.spec.score_threshold)
+                                          input_spec(training.spec), training.spec.score_threshold)
         val = coco_metrics(data_dir / "val.json", results)
     if world > 1:
         shared = [val]

@@ -12,12 +12,17 @@ import pycocotools.mask as mask_utils
 import pytest
 import torch
 
-from pipelines.engines.torchvision import training
+from pipelines import engines, training
 from pipelines.datasets import demo
 from pipelines.datasets.prepare import prepare
 from pipelines.inference import InputSpec
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fit(spec, data, out, **options):
+    """The shared loop driving the models of the template's engine."""
+    return training.fit(spec, engines.get(spec.engine).Adapter, data, out, **options)
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +76,8 @@ def untimed(history: list) -> list:
 
 def test_fit_is_deterministic(prepared, tiny_spec, tmp_path):
     spec = tiny_spec(epochs=2)
-    first = training.fit(spec, prepared, tmp_path / "a", log=lambda _: None)
-    second = training.fit(spec, prepared, tmp_path / "b", log=lambda _: None)
+    first = fit(spec, prepared, tmp_path / "a", log=lambda _: None)
+    second = fit(spec, prepared, tmp_path / "b", log=lambda _: None)
     assert [h["epoch"] for h in first.history] == [1, 2]
     assert untimed(first.history) == untimed(second.history)
     a, b = (torch.load(d / "model.pt", weights_only=False) for d in (tmp_path / "a", tmp_path / "b"))
@@ -89,7 +94,7 @@ def scripted_fit(monkeypatch, spec, prepared, out, val_maps):
 
     def snapshot(record):  # called after the epoch was saved to resume.pt
         states.append(torch.load(out / training.RESUME_FILE, weights_only=False)["training"])
-    return training.fit(spec, prepared, out, log=lambda _: None, on_epoch=snapshot), states
+    return fit(spec, prepared, out, log=lambda _: None, on_epoch=snapshot), states
 
 
 def test_the_saved_weights_are_the_best_epochs(prepared, tiny_spec, tmp_path, monkeypatch):
@@ -116,30 +121,31 @@ def test_diverging_loss_stops_with_step_and_last_good_checkpoint(prepared, tiny_
     spec = tiny_spec(lr=1e6, grad_clip=0.0, warmup_iters=1)
     with pytest.raises(FloatingPointError, match="at epoch 1 step .*lower the learning rate. Last good checkpoint: "
                                                  "none: it was the first epoch"):
-        training.fit(spec, prepared, tmp_path, log=lambda _: None)
+        fit(spec, prepared, tmp_path, log=lambda _: None)
 
 
 def test_out_of_memory_names_what_to_lower(prepared, tiny_spec, tmp_path, monkeypatch):
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory")
     monkeypatch.setattr(training, "train_one_epoch", oom)
-    with pytest.raises(MemoryError, match=r"backbone resnet18: lower its batch_size \(2\) or input_size \(96\)"):
-        training.fit(tiny_spec(), prepared, tmp_path, log=lambda _: None)
+    with pytest.raises(MemoryError, match=r"lower its batch_size \(2\) or input_size \(96\)"):
+        fit(tiny_spec(), prepared, tmp_path, log=lambda _: None)
 
 
 RUN = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
-from pipelines.engines.torchvision import training
+from pipelines import engines, training
 from pipelines.config import TemplateSpec
-training.fit(TemplateSpec(**json.loads(sys.argv[2])), Path(sys.argv[3]), Path(sys.argv[4]), log=print)
+spec = TemplateSpec(**json.loads(sys.argv[2]))
+training.fit(spec, engines.get(spec.engine).Adapter, Path(sys.argv[3]), Path(sys.argv[4]), log=print)
 """
 
 
 def test_killed_training_resumes_from_its_last_epoch_with_the_same_result(prepared, tiny_spec, tmp_path):
     spec = tiny_spec(epochs=3)
-    straight = training.fit(spec, prepared, tmp_path / "straight", log=lambda _: None)
+    straight = fit(spec, prepared, tmp_path / "straight", log=lambda _: None)
     out = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "-c", RUN, str(ROOT), json.dumps(dataclasses.asdict(spec)),
                                 str(prepared), str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -151,7 +157,7 @@ def test_killed_training_resumes_from_its_last_epoch_with_the_same_result(prepar
     saved_epoch = torch.load(out / training.RESUME_FILE, weights_only=False)["training"]["epoch"]
     assert saved_epoch < 3
     logged = []
-    resumed = training.fit(spec, prepared, out, log=logged.append)
+    resumed = fit(spec, prepared, out, log=logged.append)
     assert f"resuming from {out / training.RESUME_FILE}: epoch {saved_epoch} of 3 done" in logged
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     assert untimed(resumed.history) == untimed(straight.history)
@@ -160,11 +166,11 @@ def test_killed_training_resumes_from_its_last_epoch_with_the_same_result(prepar
 
 
 def test_resume_file_of_another_recipe_is_not_used(prepared, tiny_spec, tmp_path):
-    training.fit(tiny_spec(epochs=1), prepared, tmp_path, log=lambda _: None)
+    fit(tiny_spec(epochs=1), prepared, tmp_path, log=lambda _: None)
     (tmp_path / "model.pt").rename(tmp_path / "old.pt")
     torch.save({"fingerprint": "something else"}, tmp_path / training.RESUME_FILE)
     logged = []
-    training.fit(tiny_spec(epochs=1), prepared, tmp_path, log=logged.append)
+    fit(tiny_spec(epochs=1), prepared, tmp_path, log=logged.append)
     assert any("belongs to another recipe or data: training from the start" in m for m in logged)
 
 
@@ -207,7 +213,7 @@ def test_lr_scales_with_the_total_batch(tiny_spec):
 
 
 def test_ema_weights_are_the_ones_validated(tiny_spec):
-    with_ema = training.Training(tiny_spec(ema_decay=0.99), 2, torch.Generator(), 1, torch.device("cpu"))
+    with_ema = training.Training(tiny_spec(ema_decay=0.99), engines.get("torchvision").Adapter, 2, torch.Generator(), 1, torch.device("cpu"))
     assert with_ema.evaluated() is with_ema.ema.module and with_ema.evaluated() is not with_ema.model
-    plain = training.Training(tiny_spec(), 2, torch.Generator(), 1, torch.device("cpu"))
+    plain = training.Training(tiny_spec(), engines.get("torchvision").Adapter, 2, torch.Generator(), 1, torch.device("cpu"))
     assert plain.evaluated() is plain.model
