@@ -16,7 +16,7 @@ evaluation and OpenVINO export are the same for every engine.
 import importlib
 from dataclasses import dataclass
 
-ENGINES = {"torchvision": "pipelines.engines.torchvision"}
+ENGINES = {"torchvision": "pipelines.engines.torchvision", "mmdet": "pipelines.engines.mmdet"}
 
 
 @dataclass(frozen=True)

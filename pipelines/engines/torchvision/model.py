@@ -184,19 +184,3 @@ class InferenceGraph(nn.Module):
         detections, _ = self.model.roi_heads(features, proposals, sizes)
         found = detections[0]
         return found["boxes"], found["scores"], found["labels"], found["masks"][:, 0]
-
-
-def complexity(model: MaskRCNN, input_size: int) -> dict:
-    """GFLOPs of one inference at the input size, and parameters in millions.
-
-    FLOPs are counted as multiply-accumulates, the convention of the seed's table (mmcv's get_flops).
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    graph = InferenceGraph(model)
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        graph(torch.zeros(1, 3, input_size, input_size))
-    return {"gflops": round(counter.get_total_flops() / 2 / 1e9, 3),
-            "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3)}
-

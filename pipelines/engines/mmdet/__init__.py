@@ -1,0 +1,42 @@
+"""The MMDetection engine: Mask R-CNN models from mmdet configs (model.py), trained by the shared loop
+(pipelines.training), not by mmengine's Runner, so that resume, EMA, schedules, early stopping, DDP, AMP
+and DVCLive records are the same for every engine. mmcv's compiled ops come from ops.py when mmcv was
+installed without them."""
+
+from pathlib import Path
+
+import torch
+
+from pipelines import training
+from pipelines.engines import Loaded, TrainResult
+from pipelines.engines.mmdet.model import InferenceGraph, build_model, losses
+
+# Module names, as they appear in the exported IR's layer names, of the parts that decode and pool
+# boxes: INT8 export keeps their arithmetic in float (see pipelines.export.quantize_int8).
+INT8_FLOAT_SCOPES = ("rpn_head", "roi_head", "bbox_coder")
+
+
+class Adapter:
+    """mmdet detectors for the shared loop."""
+
+    build = staticmethod(build_model)
+
+    @staticmethod
+    def losses(model, images: torch.Tensor, targets: list) -> dict:
+        return losses(model, images, targets)
+
+    @staticmethod
+    def inference_graph(model, spec):
+        return InferenceGraph(model, spec.score_threshold)
+
+
+def train(spec, data_dir: Path, out_dir: Path, log=print, on_epoch=lambda record: None) -> TrainResult:
+    return training.fit(spec, Adapter, data_dir, out_dir, log, on_epoch)
+
+
+def load(checkpoint: Path) -> Loaded:
+    return training.load(checkpoint, Adapter)
+
+
+def complexity(checkpoint: Path) -> dict:
+    return training.complexity(checkpoint, Adapter)

@@ -1,0 +1,230 @@
+"""MMDetection Mask R-CNN models: built from an mmdet config (its config zoo or a file) with overrides from
+params.yaml, fed the shared loop's batches, and run as an exportable inference graph.
+
+mmdet is used as a library of model parts. Training calls the detector's own `loss`; inference is
+`InferenceGraph`, written from the detector's parts with torchvision's nms and roi_align so that one
+graph serves validation, evaluation and OpenVINO export (mmdet's `predict` pastes full-size masks and
+runs mmcv ops that do not trace).
+"""
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from pipelines.config import engine_options
+from pipelines.engines.mmdet import ops
+
+ops.install()  # before mmcv.ops is imported: mmdet imports it everywhere
+
+from mmdet.registry import MODELS  # noqa: E402
+from mmdet.structures import DetDataSample  # noqa: E402
+from mmdet.structures.mask import BitmapMasks  # noqa: E402
+from mmdet.utils import register_all_modules  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+from mmengine.logging import MMLogger  # noqa: E402
+from mmengine.structures import InstanceData  # noqa: E402
+
+import mmdet  # noqa: E402
+
+register_all_modules(init_default_scope=True)
+MMLogger.get_current_instance().setLevel(logging.WARNING)  # not every layer's initialisation, one by one
+
+# mmdet ships its config zoo inside the package.
+ZOO = Path(mmdet.__file__).parent / ".mim" / "configs"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The engine's keys under a template's `model` (see pipelines.config.engine_options)."""
+    config: str = "mask_rcnn/mask-rcnn_r50_fpn_1x_coco"  # a config of mmdet's zoo, or a .py file in the project
+    overrides: dict = field(default_factory=dict)  # dotted keys under the config's `model`, e.g. backbone.depth: 18
+    pretrained_sha256: str = ""    # checksum of the `pretrained` file or URL, checked when given
+
+
+class PretrainedWeightsError(RuntimeError):
+    """Pretrained weights could not be had (offline machine, missing or altered file)."""
+
+
+def config_path(name: str) -> Path:
+    """A config file of the project, or mmdet's zoo config of that name (folder optional, `.py` optional)."""
+    if name.endswith(".py") and Path(name).is_file():
+        return Path(name)
+    stem = name.removesuffix(".py")
+    candidates = [ZOO / f"{stem}.py"] if "/" in stem else sorted(ZOO.glob(f"*/{stem}.py"))
+    found = [c for c in candidates if c.is_file()]
+    if not found:
+        raise ValueError(f"mmdet config {name!r} is neither a file nor in mmdet's config zoo ({ZOO}); "
+                         f"name one such as mask_rcnn/mask-rcnn_r50_fpn_1x_coco")
+    return found[0]
+
+
+def model_config(spec, num_classes: int) -> Config:
+    """The config's `model` with the template's overrides and this dataset's class count."""
+    arch = engine_options(ModelSpec, spec)
+    cfg = Config.fromfile(config_path(arch.config))
+    cfg.merge_from_dict({f"model.{key}": value for key, value in arch.overrides.items()})
+    model = cfg.model
+    heads = [model.get("roi_head", {}).get(h) for h in ("bbox_head", "mask_head")]
+    if not all(isinstance(h, dict) for h in heads):
+        raise ValueError(f"mmdet config {arch.config!r} is not a Mask R-CNN with one box head and one mask head")
+    for head in heads:
+        head.num_classes = num_classes
+    # Pre-processing is the project's (pipelines.inference): the detector gets normalised, padded tensors.
+    model.pop("data_preprocessor", None)
+    if spec.pretrained != "imagenet":  # the config's ImageNet start would download; other starts load below
+        model.backbone.init_cfg = None
+    return model
+
+
+def build_model(spec, num_classes: int) -> nn.Module:
+    """The template's detector for `num_classes` object classes, initialised as its config says and then
+    started from `spec.pretrained` (none, imagenet: the config's backbone start, a checkpoint file or URL)."""
+    model = MODELS.build(model_config(spec, num_classes))
+    try:
+        model.init_weights()
+    except Exception as error:  # the config's ImageNet start downloads
+        raise PretrainedWeightsError(f"could not load the backbone's ImageNet weights named in the config: "
+                                     f"{error}. Set `pretrained` to none or to a local checkpoint") from error
+    for module in model.modules():
+        if hasattr(module, "use_torchvision"):  # mmcv's RoIAlign: torchvision's kernel has a backward pass
+            module.use_torchvision = True
+    if spec.pretrained not in ("none", "imagenet"):
+        load_pretrained(model, checkpoint_file(spec.pretrained, engine_options(ModelSpec, spec).pretrained_sha256))
+    return model
+
+
+def checkpoint_file(source: str, sha256: str = "") -> Path:
+    """A local checkpoint: the file itself, or a URL's download in torch's cache; checked against `sha256`."""
+    if "://" in source:
+        path = Path(torch.hub.get_dir()) / "checkpoints" / source.rsplit("/", 1)[-1]
+        if not path.is_file():
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                torch.hub.download_url_to_file(source, str(path), progress=True)
+            except Exception as error:  # urllib raises several kinds when offline
+                raise PretrainedWeightsError(
+                    f"could not download {source}: {error}. Without network access, put that file at {path} "
+                    f"or set the template's `pretrained` to a local checkpoint path or `none`") from error
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise PretrainedWeightsError(f"pretrained checkpoint {path} does not exist; set the template's "
+                                         f"`pretrained` to an existing file, a URL or `none`")
+    if sha256:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != sha256:
+            raise PretrainedWeightsError(f"{path} has sha256 {digest}, not the template's {sha256}: a different "
+                                         f"or damaged file; delete it to download it again")
+    return path
+
+
+def load_pretrained(model: nn.Module, path: Path) -> None:
+    """Loads an mmdet checkpoint (`state_dict`, or a plain state dict), skipping the weights whose shape
+    differs: the class-specific layers, rebuilt for this dataset."""
+    # mmdet checkpoints hold metadata objects besides tensors, which weights_only refuses: the file is
+    # one the template names, trusted like its config.
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = state.get("state_dict", state.get("model", state))
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise PretrainedWeightsError(f"{path} holds no weights that fit this template's architecture")
+    model.load_state_dict(usable, strict=False)
+
+
+def data_samples(images: torch.Tensor, targets: list) -> list:
+    """The shared loop's targets as mmdet's: 0-based labels, bitmap masks, the (padded) canvas as image shape."""
+    size = tuple(images.shape[-2:])
+    samples = []
+    for target in targets:
+        sample = DetDataSample(metainfo={"img_shape": size, "pad_shape": size, "batch_input_shape": size,
+                                         "ori_shape": size, "scale_factor": (1.0, 1.0)})
+        sample.gt_instances = InstanceData(bboxes=target["boxes"], labels=target["labels"] - 1,
+                                           masks=BitmapMasks(target["masks"].cpu().numpy(), *size))
+        samples.append(sample)
+    return samples
+
+
+def losses(model: nn.Module, images: torch.Tensor, targets: list) -> dict:
+    """The detector's losses (lists of per-level terms summed); its accuracy figures are left out."""
+    found = model(images, data_samples(images, targets), mode="loss")
+    return {name: sum(value) if isinstance(value, (list, tuple)) else value
+            for name, value in found.items() if "loss" in name}
+
+
+class InferenceGraph(nn.Module):
+    """A `[1, 3, S, S]` tensor in; boxes `[N, 4]`, scores `[N]`, 1-based labels `[N]` and the 28 x 28 mask
+    probabilities `[N, 28, 28]` of each box's class out (see pipelines.inference).
+
+    The detector's backbone, neck and heads run as they are; between them, proposal selection, RoI pooling
+    and per-class NMS follow mmdet's test-time rules (its `test_cfg`) with torchvision's ops, which trace.
+    Detections scoring at most `score_threshold` are dropped before the mask head.
+    """
+
+    def __init__(self, model: nn.Module, score_threshold: float):
+        super().__init__()
+        self.model, self.score_threshold = model.eval(), score_threshold
+        self.rpn_cfg, self.rcnn_cfg = model.test_cfg.rpn, model.test_cfg.rcnn
+        if not model.rpn_head.use_sigmoid_cls:
+            raise ValueError("the inference graph handles RPN heads with sigmoid scores only")
+
+    def forward(self, images: torch.Tensor):
+        height, width = images.shape[-2:]
+        features = self.model.extract_feat(images)
+        proposals = self._proposals(features, (height, width))
+        roi_head = self.model.roi_head
+        rois = torch.cat([torch.zeros_like(proposals[:, :1]), proposals], dim=1)
+        class_logits, deltas = roi_head.bbox_head(_pool(roi_head.bbox_roi_extractor, features, rois))
+        scores = class_logits.softmax(dim=-1)[:, :-1]  # mmdet puts the background last
+        classes = scores.shape[1]
+        boxes = roi_head.bbox_head.bbox_coder.decode(proposals, deltas, max_shape=(height, width))
+        boxes = boxes.reshape(-1, classes, 4) if boxes.shape[-1] != 4 else boxes[:, None].expand(-1, classes, 4)
+        candidate, label = torch.where(scores > self.score_threshold)
+        boxes, scores = boxes[candidate, label], scores[candidate, label]
+        keep = torchvision.ops.batched_nms(boxes, scores, label, self.rcnn_cfg.nms.iou_threshold)
+        keep = keep[:self.rcnn_cfg.max_per_img]
+        boxes, scores, label = boxes[keep], scores[keep], label[keep]
+        mask_rois = torch.cat([torch.zeros_like(boxes[:, :1]), boxes], dim=1)
+        mask_logits = roi_head.mask_head(_pool(roi_head.mask_roi_extractor, features, mask_rois))
+        masks = mask_logits[torch.arange(label.shape[0]), label].sigmoid()
+        return boxes, scores, label + 1, masks
+
+    def _proposals(self, features, image_size) -> torch.Tensor:
+        """RPN proposals of one image: the top `nms_pre` anchors of each level, decoded, empty boxes dropped,
+        NMS per level, the best `max_per_img` kept."""
+        head = self.model.rpn_head
+        class_maps, delta_maps = head(features)
+        anchors = head.prior_generator.grid_priors([m.shape[-2:] for m in class_maps], device=class_maps[0].device)
+        boxes, scores, levels = [], [], []
+        for level, (class_map, delta_map, level_anchors) in enumerate(zip(class_maps, delta_maps, anchors)):
+            level_scores = class_map[0].permute(1, 2, 0).reshape(-1).sigmoid()
+            level_deltas = delta_map[0].permute(1, 2, 0).reshape(-1, 4)
+            top = level_scores.topk(min(self.rpn_cfg.nms_pre, len(level_scores))).indices
+            boxes.append(head.bbox_coder.decode(level_anchors[top], level_deltas[top], max_shape=image_size))
+            scores.append(level_scores[top])
+            levels.append(torch.full_like(top, level))
+        boxes, scores, levels = torch.cat(boxes), torch.cat(scores), torch.cat(levels)
+        min_size = self.rpn_cfg.get("min_bbox_size", 0)
+        valid = torch.where(((boxes[:, 2] - boxes[:, 0]) > min_size) & ((boxes[:, 3] - boxes[:, 1]) > min_size))[0]
+        boxes, scores, levels = boxes[valid], scores[valid], levels[valid]
+        keep = torchvision.ops.batched_nms(boxes, scores, levels, self.rpn_cfg.nms.iou_threshold)
+        return boxes[keep[:self.rpn_cfg.max_per_img]]
+
+
+def _pool(extractor, features, rois: torch.Tensor) -> torch.Tensor:
+    """mmdet's SingleRoIExtractor (each RoI pooled from the level its size maps to) with torchvision's
+    roi_align and no data-dependent branches, so that a trace keeps every level."""
+    layers = extractor.roi_layers
+    levels = extractor.map_roi_levels(rois, len(layers))
+    size = layers[0].output_size
+    pooled = features[0].new_zeros(rois.shape[0], extractor.out_channels, *size)
+    for level, layer in enumerate(layers):
+        index = torch.where(levels == level)[0]
+        pooled[index] = torchvision.ops.roi_align(features[level], rois[index], size, layer.spatial_scale,
+                                                  layer.sampling_ratio, layer.aligned)
+    return pooled
