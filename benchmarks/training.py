@@ -1,22 +1,24 @@
-"""Training throughput of the project's loop against a plain torchvision loop: same model, data and batch.
+"""Training throughput of the project's loop against each engine's own way of training: same model, data, batch.
 
-    python benchmarks/training.py [--template tiny] [--images 64] [--repeats 2]
+    python benchmarks/training.py [--templates tiny mmdet_r18] [--images 64] [--repeats 2]
 
-Prepares the demo Pets data (`prepare`, as the pipeline does), then trains the template on the same
-images with the same batch size, both from the same initial weights:
+Prepares the demo Pets data (`prepare`, as the pipeline does), then trains each template on the same
+images with the same batch size, from the same initial weights:
 
-- project: `pipelines.engines.torchvision.training.train_one_epoch` over the letterboxing `CocoInstances` data (flip,
-  masks with boxes, warm-up schedule, gradient clipping), which also measures how much of the step
-  time is spent waiting for the next batch;
-- plain: the loop of torchvision's detection references written out here, images as tensors at
-  their own size, targets with full-size masks, the model's own transform resizing and normalising.
+- project: `pipelines.training.train_one_epoch` over the letterboxing `CocoInstances` data (flip, masks
+  with boxes, warm-up schedule, gradient clipping), which also measures how much of the step time is
+  spent waiting for the next batch;
+- for a torchvision template, plain: the loop of torchvision's detection references written out here,
+  images as tensors at their own size, targets with full-size masks, the model's own transform resizing
+  and normalising;
+- for an mmdet template, mmengine's Runner training the same detector for one epoch (SGD, the same
+  gradient clipping) on the same batches, timed from its first to its last iteration by a hook.
 
 It prints images per second of each (best of `--repeats` passes), their ratio, and the project's
 data-wait share.
 """
 
 import argparse
-import copy
 import json
 import sys
 import tempfile
@@ -31,12 +33,10 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.transforms.functional import to_tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipelines import inference  # noqa: E402
+from pipelines import engines, training  # noqa: E402
 from pipelines.config import load_params  # noqa: E402
 from pipelines.datasets import demo  # noqa: E402
 from pipelines.datasets.prepare import prepare  # noqa: E402
-from pipelines.engines.torchvision import training  # noqa: E402
-from pipelines.engines.torchvision.model import build_model  # noqa: E402
 
 
 class PlainCoco(torch.utils.data.Dataset):
@@ -77,9 +77,48 @@ def plain_pass(model, loader, lr: float) -> float:
     return time.perf_counter() - start
 
 
+def runner_pass(spec, initial: dict, split: Path, num_classes: int, work: Path) -> float:
+    """One epoch of mmengine's Runner on the project's batches; returns the seconds from its first
+    iteration's start to its last one's end (the Runner's set-up is left out)."""
+    from mmengine.hooks import Hook
+    from mmengine.runner import Runner
+
+    from pipelines.engines.mmdet.model import data_samples
+
+    class Clock(Hook):
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            self.start = getattr(self, "start", None) or time.perf_counter()
+
+        def after_train_epoch(self, runner):
+            self.seconds = time.perf_counter() - self.start
+
+    def collate(batch):
+        images, targets = training.collate(batch)
+        images = torch.stack(images)
+        return {"inputs": images, "data_samples": data_samples(images, targets)}
+
+    model = engines.get("mmdet").Adapter.build(spec, num_classes)
+    model.load_state_dict(initial)
+    model.init_weights = lambda: None  # the Runner initialises weights at the start: keep the shared ones
+    loader = torch.utils.data.DataLoader(
+        training.CocoInstances(split, training.input_spec(spec), flip=True), batch_size=spec.batch_size,
+        shuffle=True, collate_fn=collate, generator=torch.Generator().manual_seed(0), num_workers=spec.num_workers)
+    clock = Clock()
+    runner = Runner(model=model, work_dir=str(work / "runner"), train_dataloader=loader,
+                    train_cfg=dict(by_epoch=True, max_epochs=1),
+                    optim_wrapper=dict(optimizer=dict(type="SGD", lr=spec.lr, momentum=spec.momentum,
+                                                      weight_decay=spec.weight_decay),
+                                       clip_grad=dict(max_norm=spec.grad_clip) if spec.grad_clip else None),
+                    default_hooks=dict(checkpoint=None, logger=dict(type="LoggerHook", interval=1000)),
+                    custom_hooks=[clock], log_level="WARNING")
+    runner.train()
+    return clock.seconds
+
+
 def project_pass(spec, initial: dict, loader, num_classes: int) -> tuple[float, float]:
     """One pass of `train_one_epoch`; returns seconds and the data-wait share."""
-    run = training.Training(spec, num_classes, torch.Generator().manual_seed(0), 1, torch.device("cpu"))
+    adapter = engines.get(spec.engine).Adapter
+    run = training.Training(spec, adapter, num_classes, torch.Generator().manual_seed(0), 1, torch.device("cpu"))
     run.model.load_state_dict(initial)
     scheduler = torch.optim.lr_scheduler.LambdaLR(run.optimizer, lambda i: 1.0)
     start = time.perf_counter()
@@ -87,46 +126,57 @@ def project_pass(spec, initial: dict, loader, num_classes: int) -> tuple[float, 
     return time.perf_counter() - start, losses["data_wait_share"]
 
 
+def compare(name: str, spec, split: Path, work: Path, repeats: int) -> tuple:
+    """Best images/s of the project's loop and of the engine's own trainer, and the data-wait share."""
+    num_classes = len(json.loads(split.read_text())["categories"])
+    torch.manual_seed(0)
+    initial = engines.get(spec.engine).Adapter.build(spec, num_classes).state_dict()
+    batch = dict(batch_size=spec.batch_size, shuffle=True, collate_fn=training.collate, num_workers=spec.num_workers)
+    ours = torch.utils.data.DataLoader(training.CocoInstances(split, training.input_spec(spec), flip=True),
+                                       generator=torch.Generator().manual_seed(0), **batch)
+    images = len(ours.dataset)
+    project_times, other_times, waits = [], [], []
+    for repeat in range(repeats):
+        seconds, wait = project_pass(spec, initial, ours, num_classes)
+        project_times.append(seconds)
+        waits.append(wait)
+        if spec.engine == "mmdet":
+            other_times.append(runner_pass(spec, initial, split, num_classes, work))
+        else:
+            plain_model = engines.get(spec.engine).Adapter.build(spec, num_classes)
+            plain_model.load_state_dict(initial)
+            # The references' setup: the model's transform resizes (here to the same input size) and normalises.
+            plain_model.transform = GeneralizedRCNNTransform(spec.input_size, spec.input_size,
+                                                             (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+            plain = torch.utils.data.DataLoader(PlainCoco(split), generator=torch.Generator().manual_seed(0), **batch)
+            other_times.append(plain_pass(plain_model, plain, spec.lr))
+        print(f"{name} pass {repeat + 1}: project {images / seconds:.2f} img/s, "
+              f"other {images / other_times[-1]:.2f} img/s", file=sys.stderr)
+    other = "mmengine Runner" if spec.engine == "mmdet" else "plain torchvision loop"
+    return images / min(project_times), images / min(other_times), min(waits), other, images
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--template", default="tiny")
+    p.add_argument("--templates", nargs="+", default=["tiny", "mmdet_r18"])
     p.add_argument("--images", type=int, default=64, help="training images per pass")
     p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args()
-    spec = load_params().templates[args.template]
+    templates = load_params().templates
     work = Path(tempfile.mkdtemp(prefix="train-bench-"))
     demo.make_pets(work / "pets", args.images + 16, 8, seed=0)
     prepare("oxford_pets", work / "pets", work / "prepared", {}, {"trainval": "train", "test": "test"},
             1.0, 16 / (args.images + 16), 0.2, 0)
     split = work / "prepared" / "train.json"
-    num_classes = len(json.loads(split.read_text())["categories"])
-    torch.manual_seed(0)
-    initial = build_model(spec, num_classes).state_dict()
-    plain_model = build_model(spec, num_classes)
-    plain_model.load_state_dict(initial)
-    # The references' setup: the model's transform resizes (here to the same input size) and normalises.
-    plain_model.transform = GeneralizedRCNNTransform(spec.input_size, spec.input_size, inference.MEAN, inference.STD)
-    batch = dict(batch_size=spec.batch_size, shuffle=True, collate_fn=training.collate, num_workers=spec.num_workers)
-    ours = torch.utils.data.DataLoader(training.CocoInstances(split, inference.InputSpec(spec.input_size), flip=True),
-                                       generator=torch.Generator().manual_seed(0), **batch)
-    plain = torch.utils.data.DataLoader(PlainCoco(split), generator=torch.Generator().manual_seed(0), **batch)
-    images = len(ours.dataset)
-    project_times, plain_times, waits = [], [], []
-    for repeat in range(args.repeats):
-        seconds, wait = project_pass(spec, initial, ours, num_classes)
-        project_times.append(seconds)
-        waits.append(wait)
-        plain_times.append(plain_pass(copy.deepcopy(plain_model), plain, spec.lr))
-        print(f"pass {repeat + 1}: project {images / seconds:.2f} img/s, plain {images / plain_times[-1]:.2f} img/s",
-              file=sys.stderr)
-    fast, slow = images / min(project_times), images / min(plain_times)
-    print(f"\ntemplate {args.template} ({spec.backbone}, {spec.input_size} px, batch {spec.batch_size}), "
-          f"{images} demo Pets images per pass, {torch.get_num_threads()} CPU threads, best of {args.repeats}\n")
-    print("| loop | images/s | data-wait share of step time |")
-    print("|---|---:|---:|")
-    print(f"| project (`train_one_epoch`) | {fast:.2f} | {min(waits):.1%} |")
-    print(f"| plain torchvision loop | {slow:.2f} | - |")
-    print(f"\nproject / plain: {fast / slow:.2f}x")
+    rows = [(name, templates[name], *compare(name, templates[name], split, work, args.repeats))
+            for name in args.templates]
+    print(f"\n{rows[0][-1]} demo Pets images per pass, {torch.get_num_threads()} CPU threads, best of {args.repeats}\n")
+    print("| template | engine | input, batch | project loop images/s | engine's own trainer | its images/s "
+          "| project / own | project data-wait share |")
+    print("|---|---|---|---:|---|---:|---:|---:|")
+    for name, spec, fast, slow, wait, other, _ in rows:
+        print(f"| {name} | {spec.engine} | {spec.input_size} px, {spec.batch_size} | {fast:.2f} | {other} | "
+              f"{slow:.2f} | {fast / slow:.2f}x | {wait:.1%} |")
 
 
 if __name__ == "__main__":

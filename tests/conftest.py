@@ -29,3 +29,33 @@ def tiny_spec():
         values.update(overrides)
         return TemplateSpec(**values)
     return make
+
+
+# A small MMDetection Mask R-CNN: mmdet's own R50 config shrunk by overrides, as params.yaml does.
+MMDET_SMALL = {"config": "mask_rcnn/mask-rcnn_r50_fpn_1x_coco", "overrides": {
+    "backbone.depth": 18, "backbone.frozen_stages": -1, "backbone.norm_eval": False,
+    "neck.in_channels": [64, 128, 256, 512], "neck.out_channels": 32,
+    "rpn_head.in_channels": 32, "rpn_head.feat_channels": 32, "rpn_head.anchor_generator.scales": [2],
+    "roi_head.bbox_roi_extractor.out_channels": 32, "roi_head.bbox_head.in_channels": 32,
+    "roi_head.bbox_head.fc_out_channels": 64, "roi_head.mask_roi_extractor.out_channels": 32,
+    "roi_head.mask_head.in_channels": 32, "roi_head.mask_head.conv_out_channels": 32, "roi_head.mask_head.num_convs": 1,
+    "train_cfg.rpn_proposal.nms_pre": 100, "train_cfg.rpn_proposal.max_per_img": 40, "train_cfg.rcnn.sampler.num": 32,
+    "test_cfg.rpn.nms_pre": 100, "test_cfg.rpn.max_per_img": 40}}
+
+
+@pytest.fixture
+def mmdet_spec():
+    """The MMDetection engine's counterpart of tiny_spec."""
+    def make(**overrides):
+        model = {**MMDET_SMALL, **overrides.pop("model", {})}
+        values = dict(engine="mmdet", input_size=96, epochs=1, batch_size=2, lr=0.01, warmup_iters=2, grad_clip=10.0,
+                      model=model)
+        values.update(overrides)
+        return TemplateSpec(**values)
+    return make
+
+
+@pytest.fixture(params=["torchvision", "mmdet"])
+def engine_spec(request, tiny_spec, mmdet_spec):
+    """A small template of each engine in turn."""
+    return {"torchvision": tiny_spec, "mmdet": mmdet_spec}[request.param]

@@ -30,7 +30,7 @@ USER_COCO = {"format": "coco_json", "path": "user_coco",
              "options": {"annotations": {"train": "labels/train.json", "test": "labels/test.json"},
                          "image_root": "photos"},
              "subsets": {"train": "train", "test": "test"}, "val_ratio": 0.25, "seed": 0}
-TEMPLATES = ["tiny", "tiny_wide"]
+TEMPLATES = ["tiny", "mmdet_r18"]  # one template of each engine
 PRECISIONS = ["fp32", "bf16"]
 
 
@@ -73,8 +73,8 @@ def bench(tmp_path_factory):
     def tiny_profile(params):
         params["demo"].update(cityscapes={"train": 8, "val": 4}, pets={"trainval": 12, "test": 6},
                               wgisd={"train": 12, "test": 6})
-        params["templates"]["tiny"].update(epochs=1, input_size=96, warmup_iters=2)
-        params["templates"]["tiny_wide"] = {**params["templates"]["tiny"], "box_head_width": 128}
+        for template in TEMPLATES:
+            params["templates"][template].update(epochs=1, input_size=96, warmup_iters=2)
         params["run"]["templates"] = TEMPLATES
         params["datasets"] = {**{k: params["datasets"][k] for k in DATASETS if k in params["datasets"]},
                               "user_coco": USER_COCO}
@@ -162,13 +162,13 @@ def test_a_queued_experiment_reruns_only_the_template_it_changes(bench, tmp_path
     assert ran_stages(logs) == cell_stages(["tiny"]) | {"report"}, logs[-3000:]
     # The README's comparison commands, as written there.
     shown = run(["dvc", "exp", "show", "--md"], repo).stdout
-    assert "lower-lr" in shown and "tiny.segm_map_average" in shown and "tiny_wide.segm_map_pets" in shown
+    assert "lower-lr" in shown and "tiny.segm_map_average" in shown and "mmdet_r18.segm_map_pets" in shown
     assert "templates.tiny.lr" in shown
     compact = run(["make", "compare"], repo).stdout
     header = next(line for line in compact.splitlines() if line.startswith("| Experiment"))
     columns = [c.strip() for c in header.strip("|").split("|")]
-    # Only columns that differ between rows are kept: tiny_wide's did not change, nor may a dataset both score 0 on.
-    assert "templates.tiny.lr" in columns and not any(c.startswith("tiny_wide.") for c in columns), columns
+    # Only columns that differ between rows are kept: mmdet_r18's did not change, nor may a dataset both score 0 on.
+    assert "templates.tiny.lr" in columns and not any(c.startswith("mmdet_r18.") for c in columns), columns
     diff = run(["dvc", "exp", "diff", "HEAD", "lower-lr"], repo).stdout
     assert "tiny.segm_map_average" in diff and "templates.tiny.lr" in diff
     plots = run(["dvc", "plots", "diff", "HEAD", "lower-lr", "-o", "plots_out"], repo).stdout

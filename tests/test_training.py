@@ -74,8 +74,8 @@ def untimed(history: list) -> list:
     return [{k: v for k, v in record.items() if k not in TIMINGS} for record in history]
 
 
-def test_fit_is_deterministic(prepared, tiny_spec, tmp_path):
-    spec = tiny_spec(epochs=2)
+def test_fit_is_deterministic(prepared, engine_spec, tmp_path):
+    spec = engine_spec(epochs=2)
     first = fit(spec, prepared, tmp_path / "a", log=lambda _: None)
     second = fit(spec, prepared, tmp_path / "b", log=lambda _: None)
     assert [h["epoch"] for h in first.history] == [1, 2]
@@ -105,8 +105,8 @@ def test_the_saved_weights_are_the_best_epochs(prepared, tiny_spec, tmp_path, mo
     assert not all(torch.equal(saved["model"][k], states[2]["model"][k]) for k in saved["model"])
 
 
-def test_with_ema_the_saved_weights_are_the_best_epochs_average(prepared, tiny_spec, tmp_path, monkeypatch):
-    result, states = scripted_fit(monkeypatch, tiny_spec(epochs=3, ema_decay=0.9), prepared, tmp_path,
+def test_with_ema_the_saved_weights_are_the_best_epochs_average(prepared, engine_spec, tmp_path, monkeypatch):
+    result, states = scripted_fit(monkeypatch, engine_spec(epochs=3, ema_decay=0.9), prepared, tmp_path,
                                   [5.0, 9.0, 3.0])
     saved = torch.load(tmp_path / "model.pt", weights_only=False)["model"]
     average = {k[len("module."):]: v for k, v in states[1]["ema"].items() if k.startswith("module.")}
@@ -143,8 +143,8 @@ training.fit(spec, engines.get(spec.engine).Adapter, Path(sys.argv[3]), Path(sys
 """
 
 
-def test_killed_training_resumes_from_its_last_epoch_with_the_same_result(prepared, tiny_spec, tmp_path):
-    spec = tiny_spec(epochs=3)
+def test_killed_training_resumes_from_its_last_epoch_with_the_same_result(prepared, engine_spec, tmp_path):
+    spec = engine_spec(epochs=3)
     straight = fit(spec, prepared, tmp_path / "straight", log=lambda _: None)
     out = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "-c", RUN, str(ROOT), json.dumps(dataclasses.asdict(spec)),

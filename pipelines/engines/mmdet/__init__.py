@@ -13,7 +13,7 @@ from pipelines.engines.mmdet.model import InferenceGraph, build_model, losses
 
 # Module names, as they appear in the exported IR's layer names, of the parts that decode and pool
 # boxes: INT8 export keeps their arithmetic in float (see pipelines.export.quantize_int8).
-INT8_FLOAT_SCOPES = ("rpn_head", "roi_head", "bbox_coder")
+INT8_FLOAT_SCOPES = ("rpn_proposals", "rcnn_detections", "mask_probabilities")
 
 
 class Adapter:

@@ -157,6 +157,18 @@ def losses(model: nn.Module, images: torch.Tensor, targets: list) -> dict:
             for name, value in found.items() if "loss" in name}
 
 
+class _Step(nn.Module):
+    """Runs a function as a named module, so that the exported IR's layer names say which step they belong to
+    (INT8 export keeps the box arithmetic of named steps in float)."""
+
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+
+    def forward(self, *args):
+        return self.function(*args)
+
+
 class InferenceGraph(nn.Module):
     """A `[1, 3, S, S]` tensor in; boxes `[N, 4]`, scores `[N]`, 1-based labels `[N]` and the 28 x 28 mask
     probabilities `[N, 28, 28]` of each box's class out (see pipelines.inference).
@@ -172,32 +184,20 @@ class InferenceGraph(nn.Module):
         self.rpn_cfg, self.rcnn_cfg = model.test_cfg.rpn, model.test_cfg.rcnn
         if not model.rpn_head.use_sigmoid_cls:
             raise ValueError("the inference graph handles RPN heads with sigmoid scores only")
+        self.rpn_proposals = _Step(self._proposals)
+        self.rcnn_detections = _Step(self._detections)
+        self.mask_probabilities = _Step(self._masks)
 
     def forward(self, images: torch.Tensor):
-        height, width = images.shape[-2:]
         features = self.model.extract_feat(images)
-        proposals = self._proposals(features, (height, width))
-        roi_head = self.model.roi_head
-        rois = torch.cat([torch.zeros_like(proposals[:, :1]), proposals], dim=1)
-        class_logits, deltas = roi_head.bbox_head(_pool(roi_head.bbox_roi_extractor, features, rois))
-        scores = class_logits.softmax(dim=-1)[:, :-1]  # mmdet puts the background last
-        classes = scores.shape[1]
-        boxes = roi_head.bbox_head.bbox_coder.decode(proposals, deltas, max_shape=(height, width))
-        boxes = boxes.reshape(-1, classes, 4) if boxes.shape[-1] != 4 else boxes[:, None].expand(-1, classes, 4)
-        candidate, label = torch.where(scores > self.score_threshold)
-        boxes, scores = boxes[candidate, label], scores[candidate, label]
-        keep = torchvision.ops.batched_nms(boxes, scores, label, self.rcnn_cfg.nms.iou_threshold)
-        keep = keep[:self.rcnn_cfg.max_per_img]
-        boxes, scores, label = boxes[keep], scores[keep], label[keep]
-        mask_rois = torch.cat([torch.zeros_like(boxes[:, :1]), boxes], dim=1)
-        mask_logits = roi_head.mask_head(_pool(roi_head.mask_roi_extractor, features, mask_rois))
-        masks = mask_logits[torch.arange(label.shape[0]), label].sigmoid()
-        return boxes, scores, label + 1, masks
+        proposals = self.rpn_proposals(features, images)
+        boxes, scores, labels = self.rcnn_detections(features, proposals, images)
+        return boxes, scores, labels + 1, self.mask_probabilities(features, boxes, labels)
 
-    def _proposals(self, features, image_size) -> torch.Tensor:
+    def _proposals(self, features, images) -> torch.Tensor:
         """RPN proposals of one image: the top `nms_pre` anchors of each level, decoded, empty boxes dropped,
         NMS per level, the best `max_per_img` kept."""
-        head = self.model.rpn_head
+        head, image_size = self.model.rpn_head, images.shape[-2:]
         class_maps, delta_maps = head(features)
         anchors = head.prior_generator.grid_priors([m.shape[-2:] for m in class_maps], device=class_maps[0].device)
         boxes, scores, levels = [], [], []
@@ -214,6 +214,28 @@ class InferenceGraph(nn.Module):
         boxes, scores, levels = boxes[valid], scores[valid], levels[valid]
         keep = torchvision.ops.batched_nms(boxes, scores, levels, self.rpn_cfg.nms.iou_threshold)
         return boxes[keep[:self.rpn_cfg.max_per_img]]
+
+    def _detections(self, features, proposals, images):
+        """Class scores and boxes of each proposal; per class, those above the threshold after NMS."""
+        roi_head = self.model.roi_head
+        rois = torch.cat([torch.zeros_like(proposals[:, :1]), proposals], dim=1)
+        class_logits, deltas = roi_head.bbox_head(_pool(roi_head.bbox_roi_extractor, features, rois))
+        scores = class_logits.softmax(dim=-1)[:, :-1]  # mmdet puts the background last
+        classes = scores.shape[1]
+        boxes = roi_head.bbox_head.bbox_coder.decode(proposals, deltas, max_shape=images.shape[-2:])
+        boxes = boxes.reshape(-1, classes, 4) if boxes.shape[-1] != 4 else boxes[:, None].expand(-1, classes, 4)
+        candidate, label = torch.where(scores > self.score_threshold)
+        boxes, scores = boxes[candidate, label], scores[candidate, label]
+        keep = torchvision.ops.batched_nms(boxes, scores, label, self.rcnn_cfg.nms.iou_threshold)
+        keep = keep[:self.rcnn_cfg.max_per_img]
+        return boxes[keep], scores[keep], label[keep]
+
+    def _masks(self, features, boxes, labels) -> torch.Tensor:
+        """The mask head's probabilities for each detection's own class."""
+        roi_head = self.model.roi_head
+        rois = torch.cat([torch.zeros_like(boxes[:, :1]), boxes], dim=1)
+        logits = roi_head.mask_head(_pool(roi_head.mask_roi_extractor, features, rois))
+        return logits[torch.arange(labels.shape[0]), labels].sigmoid()
 
 
 def _pool(extractor, features, rois: torch.Tensor) -> torch.Tensor:
