@@ -3,7 +3,7 @@
     python benchmarks/cuda_training.py --data data/prepared/pets [--templates tiny r50] [--epochs 3] [--workers 4]
 
 For each template (its params.yaml recipe, started from random weights so that nothing is downloaded)
-it runs `pipelines.engines.torchvision.training.fit` on the prepared dataset three times with the same
+it runs the template's engine (`train`, the shared loop) on the prepared dataset three times with the same
 seed: `amp: false`;
 `amp: true`, which autocasts to bfloat16 on GPUs that have it; and `amp: true` as on a GPU without
 bfloat16 (float16 with loss scaling; skipped where the GPU has no bfloat16, as then the second run is
@@ -24,7 +24,7 @@ from unittest import mock
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipelines.engines.torchvision import training  # noqa: E402
+from pipelines import engines  # noqa: E402
 from pipelines.config import load_params  # noqa: E402
 
 
@@ -32,7 +32,7 @@ def run(spec, data: Path) -> dict:
     torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
-        result = training.fit(spec, data, Path(out), log=lambda m: print("   ", m, flush=True))
+        result = engines.get(spec.engine).train(spec, data, Path(out), log=lambda m: print("   ", m, flush=True))
     last = result.history[-1]
     return {"images_per_second": last["images_per_second"], "data_wait": last["data_wait_share"],
             "peak_gib": torch.cuda.max_memory_allocated() / 2**30,

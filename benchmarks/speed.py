@@ -30,9 +30,9 @@ from pipelines.datasets.shapes import SHAPES, background, random_box, shape_mask
 from pipelines import engines  # noqa: E402
 from pipelines.engines import torch_predictor  # noqa: E402
 from pipelines.export import convert, quantize_int8, save  # noqa: E402
-from pipelines.inference import InputSpec, preprocess  # noqa: E402
+from pipelines import training  # noqa: E402
+from pipelines.inference import preprocess  # noqa: E402
 from pipelines.ir import OpenVinoPredictor  # noqa: E402
-from pipelines.engines.torchvision.model import InferenceGraph, build_model  # noqa: E402
 from pipelines.speed import latency, openvino_throughput  # noqa: E402
 
 
@@ -86,8 +86,8 @@ def main() -> None:
         spec = type(spec)(**{**spec.__dict__, "pretrained": "none"})
         engine = engines.get(spec.engine)
         torch.manual_seed(0)
-        graph = InferenceGraph(build_model(spec, 2))
-        input_spec = InputSpec(size=spec.input_size)
+        graph = engine.Adapter.inference_graph(engine.Adapter.build(spec, 2), spec)
+        input_spec = training.input_spec(spec)
         batch, _ = preprocess(sample_image(spec.input_size, 0), input_spec)
         calibration = [preprocess(sample_image(spec.input_size, s), input_spec)[0] for s in range(1, 5)]
         with tempfile.TemporaryDirectory() as tmp:

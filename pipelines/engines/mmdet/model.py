@@ -247,6 +247,8 @@ def _pool(extractor, features, rois: torch.Tensor) -> torch.Tensor:
     pooled = features[0].new_zeros(rois.shape[0], extractor.out_channels, *size)
     for level, layer in enumerate(layers):
         index = torch.where(levels == level)[0]
-        pooled[index] = torchvision.ops.roi_align(features[level], rois[index], size, layer.spatial_scale,
-                                                  layer.sampling_ratio, layer.aligned)
+        # index_put_, not `pooled[index] = ...`: item assignment squeezes a value of one row, and an IR
+        # converted while a level held one RoI would then fail on any other count.
+        pooled.index_put_((index,), torchvision.ops.roi_align(
+            features[level], rois[index], size, layer.spatial_scale, layer.sampling_ratio, layer.aligned))
     return pooled

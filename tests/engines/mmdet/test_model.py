@@ -4,8 +4,8 @@ import torch
 import torchvision
 
 from pipelines.engines.mmdet import INT8_FLOAT_SCOPES, Adapter, ops
-from pipelines.engines.mmdet.model import (PretrainedWeightsError, build_model, checkpoint_file, config_path,
-                                           data_samples)
+from pipelines.engines.mmdet.model import (PretrainedWeightsError, _pool, build_model, checkpoint_file,
+                                           config_path, data_samples)
 from pipelines.export import convert, quantize_int8, save
 from pipelines.inference import InputSpec, postprocess, preprocess
 from pipelines.ir import OpenVinoPredictor
@@ -59,6 +59,26 @@ def test_graph_agrees_with_mmdets_own_predict(mmdet_spec):
     assert len(scores) > 0 and masks.shape[1:] == (28, 28)
     assert torch.allclose(boxes, theirs.bboxes, atol=1e-4) and torch.allclose(scores, theirs.scores)
     assert torch.equal(labels, theirs.labels + 1)  # 1-based, as pipelines.inference expects
+
+
+def test_converted_roi_pooling_takes_any_number_of_rois_per_level(mmdet_spec):
+    import openvino as ov
+
+    class Pool(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.extractor = build_model(mmdet_spec(), 2).roi_head.bbox_roi_extractor
+
+        def forward(self, features, rois):
+            return _pool(self.extractor, [features[:, :, ::s, ::s] for s in (1, 2, 4, 8)], rois)
+    pool = Pool().eval()
+    features = torch.rand(1, 32, 24, 24)
+    one_each = torch.tensor([[0.0, 10, 10, 30, 30], [0, 0, 0, 500, 500]])  # one RoI on the finest level, one on the coarsest
+    with torch.no_grad():
+        converted = ov.Core().compile_model(ov.convert_model(pool, example_input=(features, one_each)), "CPU")
+        for rois in (one_each[1:], torch.tensor([[0.0, 10, 10, 30, 30], [0, 5, 5, 25, 25], [0, 1, 1, 20, 20]])):
+            found = converted([features.numpy(), rois.numpy()])[0]
+            assert np.allclose(found, pool(features, rois).numpy(), atol=1e-5)
 
 
 def test_keys_and_configs_that_do_not_exist_are_named(mmdet_spec, tmp_path):
