@@ -32,7 +32,7 @@ def run(spec, data: Path) -> dict:
     torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
-        result = engines.get(spec.engine).train(spec, data, Path(out), log=lambda m: print("   ", m, flush=True))
+        result = engines.train(spec, data, Path(out), log=lambda m: print("   ", m, flush=True))
     last = result.history[-1]
     return {"images_per_second": last["images_per_second"], "data_wait": last["data_wait_share"],
             "peak_gib": torch.cuda.max_memory_allocated() / 2**30,

@@ -31,8 +31,8 @@ def parser() -> argparse.ArgumentParser:
 def main(args=None) -> None:
     args = parser().parse_args(args)
     params = load_params()
-    engine = engines.get(params.templates[args.template].engine)
-    loaded = engine.load(args.model)
+    engine = params.templates[args.template].engine
+    loaded = engines.load(engine, args.model)
     predictor = engines.torch_predictor(loaded.graph)
     results = predict_split(predictor, args.test, loaded.input_spec, loaded.score_threshold)
     metrics, per_class = evaluate(args.test, results)
@@ -40,7 +40,7 @@ def main(args=None) -> None:
     batch, _ = preprocess(load_image(args.test.parent / first["file_name"]), loaded.input_spec)
     speed = params.speed
     metrics["latency_ms"] = round(1000 * latency(predictor, batch, speed["warmup"], speed["repeats"]), 2)
-    metrics.update(engine.complexity(args.model))
+    metrics.update(engines.complexity(engine, args.model))
     metrics.update(finished=datetime.now(timezone.utc).isoformat(timespec="seconds"), **machine())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(metrics, indent=2))

@@ -50,8 +50,8 @@ def trace_input(graph, split_json: Path, input_spec) -> np.ndarray:
 def main(args=None) -> None:
     args = parser().parse_args(args)
     params = load_params()
-    engine = engines.get(params.templates[args.template].engine)
-    loaded = engine.load(args.model)
+    engine = params.templates[args.template].engine
+    loaded = engines.load(engine, args.model)
     example = trace_input(loaded.graph, args.data / "val.json", loaded.input_spec)
     model = convert(loaded.graph, example, loaded.labels, loaded.input_spec.to_dict(), loaded.score_threshold)
     fp32 = args.out / "fp32" / "model.xml"
@@ -62,7 +62,7 @@ def main(args=None) -> None:
         save(model, args.out / "bf16" / "model.xml", inference_precision="bf16")
     if "int8" in params.export["precisions"]:
         calibration = inputs(args.data / "train.json", loaded.input_spec, params.export["calibration_images"])
-        save(quantize_int8(fp32, calibration, engine.INT8_FLOAT_SCOPES), args.out / "int8" / "model.xml")
+        save(quantize_int8(fp32, calibration, engines.get(engine).INT8_FLOAT_SCOPES), args.out / "int8" / "model.xml")
     print(f"exported {args.model} to {', '.join(sorted(p.name for p in args.out.iterdir()))} IRs in {args.out}")
 
 

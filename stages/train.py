@@ -50,8 +50,8 @@ def main(args=None) -> None:
     live = Live(dir=str(args.metrics / "live"), dvcyaml=None, save_dvc_exp=False, report=None) if primary \
         else contextlib.nullcontext()
     with live:
-        result = engines.get(spec.engine).train(spec, args.data, args.out, log=lambda m: print(m, flush=True),
-                                                on_epoch=epoch_logger(live) if primary else lambda record: None)
+        result = engines.train(spec, args.data, args.out, log=lambda m: print(m, flush=True),
+                                on_epoch=epoch_logger(live) if primary else lambda record: None)
     if not primary:
         return
     summary = {"best_epoch": result.best_epoch, "best_val_segm_map": result.best_val_segm_map,

@@ -2,15 +2,11 @@
 
 An engine is a package `pipelines/engines/<name>/` (everything that names its library lives there),
 registered in ENGINES, whose `__init__` provides:
-    train(spec, data_dir, out_dir, log, on_epoch) -> TrainResult
-                                                             writes <out_dir>/model.pt; resumes a killed run;
-                                                             on_epoch(record) after every epoch
-    load(checkpoint) -> Loaded                               the inference graph (score threshold inside)
-                                                             and what it needs
-    complexity(checkpoint) -> dict                           {"gflops": ..., "params_m": ...}
-    INT8_FLOAT_SCOPES                                        IR layer-name parts whose box arithmetic stays float
+    Adapter             builds its models, computes their losses, wraps them into an inference graph
+                        (see pipelines.training.ModelAdapter): the shared loop trains them
+    INT8_FLOAT_SCOPES   IR layer-name parts whose box arithmetic stays float
 The inference graph is a torch module following `pipelines.inference`'s predictor contract, so
-evaluation and OpenVINO export are the same for every engine.
+evaluation and OpenVINO export are the same for every engine. Stages use the functions below.
 """
 
 import importlib
@@ -50,3 +46,22 @@ def get(name: str):
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r}; expected one of {sorted(ENGINES)}")
     return importlib.import_module(ENGINES[name])
+
+
+def train(spec, data_dir, out_dir, log=print, on_epoch=lambda record: None) -> TrainResult:
+    """Fine-tunes template `spec` on a prepared dataset; writes `<out_dir>/model.pt` (the best validation
+    epoch), resumes a killed run, calls `on_epoch(record)` after every epoch."""
+    from pipelines import training
+    return training.fit(spec, get(spec.engine).Adapter, data_dir, out_dir, log, on_epoch)
+
+
+def load(engine: str, checkpoint) -> Loaded:
+    """The inference graph of a trained `model.pt` (score threshold inside) and what it needs."""
+    from pipelines import training
+    return training.load(checkpoint, get(engine).Adapter)
+
+
+def complexity(engine: str, checkpoint) -> dict:
+    """{"gflops": ..., "params_m": ...} of a trained `model.pt`."""
+    from pipelines import training
+    return training.complexity(checkpoint, get(engine).Adapter)

@@ -6,7 +6,6 @@ from pathlib import Path
 from pipelines.engines import ENGINES
 
 ROOT = Path(__file__).resolve().parents[2]
-# The libraries each engine wraps (the top-level package names its folder alone may import).
 # The libraries each engine's folder may import (the mmdet engine runs mmcv's nms and roi_align on
 # torchvision's kernels, and puts those into its exported graph); no other project module imports any of them.
 LIBRARIES = {"torchvision": {"torchvision"}, "mmdet": {"mmdet", "mmcv", "mmengine", "torchvision"}}
@@ -36,3 +35,24 @@ def test_only_an_engines_folder_imports_its_library():
         allowed = LIBRARIES.get(engine, set())
         offenders += [f"{path.relative_to(ROOT)} imports {p}" for p in imported_packages(path) & wrapped - allowed]
     assert offenders == []
+
+
+def test_a_third_engine_is_a_folder_and_one_registry_line(tmp_path, monkeypatch, tiny_spec):
+    """An engine whose folder re-uses torchvision's models under another name: registered by one line, the
+    stages' functions train, load and measure it without knowing it."""
+    from pipelines import engines
+    from pipelines.datasets import demo
+    from pipelines.datasets.prepare import prepare
+
+    folder = tmp_path / "third_engine"
+    folder.mkdir()
+    (folder / "__init__.py").write_text("from pipelines.engines.torchvision import Adapter, INT8_FLOAT_SCOPES\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(engines.ENGINES, "third", "third_engine")
+    demo.make_wgisd(tmp_path / "raw", 8, 4, seed=0)
+    prepare("wgisd", tmp_path / "raw", tmp_path / "prepared", {}, {"train": "train", "test": "test"}, 1.0, 0.25, 0.2, 0)
+    result = engines.train(tiny_spec(engine="third"), tmp_path / "prepared", tmp_path / "model", log=lambda m: None)
+    assert result.best_epoch == 1
+    loaded = engines.load("third", tmp_path / "model" / "model.pt")
+    assert loaded.labels == ["grape"] and loaded.input_spec.size == 96
+    assert engines.complexity("third", tmp_path / "model" / "model.pt")["params_m"] > 11

@@ -3,12 +3,8 @@
 and DVCLive records are the same for every engine. mmcv's compiled ops come from ops.py when mmcv was
 installed without them."""
 
-from pathlib import Path
-
 import torch
 
-from pipelines import training
-from pipelines.engines import Loaded, TrainResult
 from pipelines.engines.mmdet.model import InferenceGraph, build_model, losses
 
 # Module names, as they appear in the exported IR's layer names, of the parts that decode and pool
@@ -28,15 +24,3 @@ class Adapter:
     @staticmethod
     def inference_graph(model, spec):
         return InferenceGraph(model, spec.score_threshold)
-
-
-def train(spec, data_dir: Path, out_dir: Path, log=print, on_epoch=lambda record: None) -> TrainResult:
-    return training.fit(spec, Adapter, data_dir, out_dir, log, on_epoch)
-
-
-def load(checkpoint: Path) -> Loaded:
-    return training.load(checkpoint, Adapter)
-
-
-def complexity(checkpoint: Path) -> dict:
-    return training.complexity(checkpoint, Adapter)

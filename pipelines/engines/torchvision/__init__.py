@@ -1,11 +1,7 @@
 """The torchvision Mask R-CNN engine: its models (model.py), trained by the shared loop (pipelines.training)."""
 
-from pathlib import Path
-
 import torch
 
-from pipelines import training
-from pipelines.engines import Loaded, TrainResult
 from pipelines.engines.torchvision.model import InferenceGraph, build_model
 
 # Module names, as they appear in the exported IR's layer names, of the parts that decode and pool
@@ -26,15 +22,3 @@ class Adapter:
     @staticmethod
     def inference_graph(model, spec):
         return InferenceGraph(model)
-
-
-def train(spec, data_dir: Path, out_dir: Path, log=print, on_epoch=lambda record: None) -> TrainResult:
-    return training.fit(spec, Adapter, data_dir, out_dir, log, on_epoch)
-
-
-def load(checkpoint: Path) -> Loaded:
-    return training.load(checkpoint, Adapter)
-
-
-def complexity(checkpoint: Path) -> dict:
-    return training.complexity(checkpoint, Adapter)
