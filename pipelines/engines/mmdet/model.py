@@ -27,6 +27,7 @@ from mmdet.structures.mask import BitmapMasks  # noqa: E402
 from mmdet.utils import register_all_modules  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.logging import MMLogger  # noqa: E402
+from mmengine.registry import DefaultScope  # noqa: E402
 from mmengine.structures import InstanceData  # noqa: E402
 
 import mmdet  # noqa: E402
@@ -84,7 +85,8 @@ def model_config(spec, num_classes: int) -> Config:
 def build_model(spec, num_classes: int) -> nn.Module:
     """The template's detector for `num_classes` object classes, initialised as its config says and then
     started from `spec.pretrained` (none, imagenet: the config's backbone start, a checkpoint file or URL)."""
-    model = MODELS.build(model_config(spec, num_classes))
+    with DefaultScope.overwrite_default_scope("mmdet"):  # whatever scope an mmengine Runner left current
+        model = MODELS.build(model_config(spec, num_classes))
     try:
         model.init_weights()
     except Exception as error:  # the config's ImageNet start downloads

@@ -7,6 +7,7 @@ package is imported; `install()` registers this stand-in under that name when no
 (its import-time check passes) but raises when called, naming itself.
 """
 
+import importlib.machinery
 import importlib.util
 import sys
 import types
@@ -67,6 +68,8 @@ def install() -> bool:
     if "mmcv._ext" in sys.modules or importlib.util.find_spec("mmcv._ext") is not None:
         return False
     module = _Ops("mmcv._ext", __doc__)
+    # No loader: what mmengine's `mmcv_full_available()` reads (through pkgutil) as "no compiled mmcv".
+    module.__spec__ = importlib.machinery.ModuleSpec("mmcv._ext", None)
     for op in (nms, roi_align_forward, roi_align_backward):
         setattr(module, op.__name__, op)
     sys.modules["mmcv._ext"] = module
