@@ -267,7 +267,8 @@ def _device():
 
 def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, log=print,
         on_epoch=lambda record: None) -> TrainResult:
-    """Trains template `spec`, whose models `adapter` builds, on the prepared dataset in `data_dir`; writes `<out_dir>/model.pt`.
+    """Trains template `spec`, whose models `adapter` builds, on the prepared dataset in `data_dir`; writes
+    `<out_dir>/model.pt`.
 
     The saved checkpoint holds the epoch with the best validation segm mAP. A `resume.pt` left by a
     killed run with the same recipe and data is continued from. Under `torchrun` (WORLD_SIZE > 1) each
@@ -325,8 +326,8 @@ def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, log=print,
             last = f"{resume_file} (epoch {training.epoch})" if training.epoch else "none: it was the first epoch"
             raise FloatingPointError(f"{error}; lower the learning rate. Last good checkpoint: {last}") from None
         except torch.OutOfMemoryError:
-            raise MemoryError(f"out of memory training this template: lower its "
-                              f"batch_size ({spec.batch_size}) or input_size ({spec.input_size}) in params.yaml") from None
+            raise MemoryError(f"out of memory training this template: lower its batch_size ({spec.batch_size}) "
+                              f"or input_size ({spec.input_size}) in params.yaml") from None
         val = _validate(training, data_dir, world, rank)
         training.epoch = epoch
         record = {"epoch": epoch, "lr": training.optimizer.param_groups[0]["lr"], **losses,
@@ -367,7 +368,8 @@ def _validate(training: Training, data_dir: Path, world: int, rank: int) -> dict
     """Validation segm/bbox mAP, computed by process 0 and shared with the others."""
     val = None
     if rank == 0:
-        graph = training.adapter.inference_graph(training.evaluated(), training.spec)  # eval mode; the next epoch sets train mode
+        # The graph sets eval mode; the next epoch sets train mode again.
+        graph = training.adapter.inference_graph(training.evaluated(), training.spec)
         results = inference.predict_split(torch_predictor(graph, training.device), data_dir / "val.json",
                                           input_spec(training.spec), training.spec.score_threshold)
         val = coco_metrics(data_dir / "val.json", results)

@@ -44,7 +44,8 @@ def main(args=None) -> None:
     primary = int(os.environ.get("RANK", 0)) == 0
     start = time.monotonic()
     if primary:
-        print(f"training {args.template} ({spec.engine} engine, {spec.input_size}px, {spec.epochs} epochs, seed {spec.seed}) "
+        print(f"training {args.template} ({spec.engine} engine, {spec.input_size}px, {spec.epochs} epochs, "
+              f"seed {spec.seed}) "
               f"on {args.data}", flush=True)
     # DVCLive starts its folder afresh; a resumed run replays its finished epochs first, so each is logged once.
     live = Live(dir=str(args.metrics / "live"), dvcyaml=None, save_dvc_exp=False, report=None) if primary \

@@ -213,7 +213,8 @@ def test_lr_scales_with_the_total_batch(tiny_spec):
 
 
 def test_ema_weights_are_the_ones_validated(tiny_spec):
-    with_ema = training.Training(tiny_spec(ema_decay=0.99), engines.get("torchvision").Adapter, 2, torch.Generator(), 1, torch.device("cpu"))
+    adapter = engines.get("torchvision").Adapter
+    with_ema = training.Training(tiny_spec(ema_decay=0.99), adapter, 2, torch.Generator(), 1, torch.device("cpu"))
     assert with_ema.evaluated() is with_ema.ema.module and with_ema.evaluated() is not with_ema.model
-    plain = training.Training(tiny_spec(), engines.get("torchvision").Adapter, 2, torch.Generator(), 1, torch.device("cpu"))
+    plain = training.Training(tiny_spec(), adapter, 2, torch.Generator(), 1, torch.device("cpu"))
     assert plain.evaluated() is plain.model

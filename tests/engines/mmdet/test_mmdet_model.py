@@ -75,7 +75,7 @@ def test_converted_roi_pooling_takes_any_number_of_rois_per_level(mmdet_spec):
             return _pool(self.extractor, [features[:, :, ::s, ::s] for s in (1, 2, 4, 8)], rois)
     pool = Pool().eval()
     features = torch.rand(1, 32, 24, 24)
-    one_each = torch.tensor([[0.0, 10, 10, 30, 30], [0, 0, 0, 500, 500]])  # one RoI on the finest level, one on the coarsest
+    one_each = torch.tensor([[0.0, 10, 10, 30, 30], [0, 0, 0, 500, 500]])  # one on the finest level, one on the coarsest
     with torch.no_grad():
         converted = ov.Core().compile_model(ov.convert_model(pool, example_input=(features, one_each)), "CPU")
         for rois in (one_each[1:], torch.tensor([[0.0, 10, 10, 30, 30], [0, 5, 5, 25, 25], [0, 1, 1, 20, 20]])):
@@ -86,7 +86,7 @@ def test_converted_roi_pooling_takes_any_number_of_rois_per_level(mmdet_spec):
 def test_keys_and_configs_that_do_not_exist_are_named(mmdet_spec, tmp_path):
     with pytest.raises(ValueError, match=r"model keys \['box_head_width'\] it does not use"):
         build_model(mmdet_spec(model={"box_head_width": 64}), 2)
-    with pytest.raises(ValueError, match="mmdet config 'mask_rcnn/no-such' is neither a file nor in mmdet's config zoo"):
+    with pytest.raises(ValueError, match="config 'mask_rcnn/no-such' is neither a file nor in mmdet's config zoo"):
         config_path("mask_rcnn/no-such")
     assert config_path("mask-rcnn_r50_fpn_1x_coco").name == "mask-rcnn_r50_fpn_1x_coco.py"  # found without its folder
     own = tmp_path / "mine.py"
