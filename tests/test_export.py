@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from pipelines.config import TemplateSpec
-from pipelines.export import convert, quantize_int8, save
 from pipelines.inference import InputSpec, postprocess, preprocess
 from pipelines.ir import OpenVinoPredictor, execution_precision
 from pipelines.engines.torchvision.model import InferenceGraph, build_model
+from tests.conftest import export_test_irs
 
 SPEC = TemplateSpec(engine="torchvision", input_size=96, epochs=1, batch_size=1, lr=0.01,
                     model=dict(backbone="resnet18", fpn_channels=32, anchor_sizes=[8, 16, 32, 64, 128],
@@ -22,15 +22,8 @@ SPEC = TemplateSpec(engine="torchvision", input_size=96, epochs=1, batch_size=1,
 def exported(tmp_path_factory):
     torch.manual_seed(0)
     graph = InferenceGraph(build_model(SPEC, 2))
-    rng = np.random.default_rng(0)
-    example, _ = preprocess(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8), InputSpec(size=96))
     folder = tmp_path_factory.mktemp("ir")
-    model = convert(graph, example, ["cat", "dog"], InputSpec(size=96).to_dict(), 0.0)
-    save(model, folder / "fp32" / "model.xml")
-    save(model, folder / "fp16" / "model.xml", fp16=True)
-    save(model, folder / "bf16" / "model.xml", inference_precision="bf16")
-    calibration = [preprocess(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8), InputSpec(size=96))[0] for _ in range(3)]
-    save(quantize_int8(folder / "fp32" / "model.xml", calibration, ("rpn", "roi_heads")), folder / "int8" / "model.xml")
+    rng = export_test_irs(graph, folder, ("rpn", "roi_heads"))
     return graph, folder, rng
 
 

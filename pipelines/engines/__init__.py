@@ -22,6 +22,20 @@ class TrainResult:
     best_val_segm_map: float
 
 
+class PretrainedWeightsError(RuntimeError):
+    """Pretrained weights could not be had (offline machine, missing or altered file)."""
+
+
+def load_fitting_weights(model, state: dict, path) -> None:
+    """Loads the weights of `state` (read from `path`) whose name and shape fit `model`, skipping the others:
+    the class-specific layers, which the engine rebuilt for this dataset."""
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise PretrainedWeightsError(f"{path} holds no weights that fit this template's architecture")
+    model.load_state_dict(usable, strict=False)
+
+
 @dataclass
 class Loaded:
     graph: object          # torch.nn.Module: [1, 3, S, S] -> boxes, scores, labels, mask probabilities

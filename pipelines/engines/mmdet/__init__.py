@@ -3,8 +3,6 @@
 and DVCLive records are the same for every engine. mmcv's compiled ops come from ops.py when mmcv was
 installed without them."""
 
-import torch
-
 from pipelines.engines.mmdet.model import InferenceGraph, build_model, losses
 
 # Module names, as they appear in the exported IR's layer names, of the parts that decode and pool
@@ -16,10 +14,7 @@ class Adapter:
     """mmdet detectors for the shared loop."""
 
     build = staticmethod(build_model)
-
-    @staticmethod
-    def losses(model, images: torch.Tensor, targets: list) -> dict:
-        return losses(model, images, targets)
+    losses = staticmethod(losses)
 
     @staticmethod
     def inference_graph(model, spec):

@@ -17,6 +17,7 @@ import torchvision
 from torch import nn
 
 from pipelines.config import engine_options
+from pipelines.engines import PretrainedWeightsError, load_fitting_weights
 from pipelines.engines.mmdet import ops
 
 ops.install()  # before mmcv.ops is imported: mmdet imports it everywhere
@@ -47,10 +48,6 @@ class ModelSpec:
     pretrained_sha256: str = ""    # checksum of the `pretrained` file or URL, checked when given
 
 
-class PretrainedWeightsError(RuntimeError):
-    """Pretrained weights could not be had (offline machine, missing or altered file)."""
-
-
 def config_path(name: str) -> Path:
     """A config file of the project, or mmdet's zoo config of that name (folder optional, `.py` optional)."""
     if name.endswith(".py") and Path(name).is_file():
@@ -64,9 +61,8 @@ def config_path(name: str) -> Path:
     return found[0]
 
 
-def model_config(spec, num_classes: int) -> Config:
+def model_config(spec, arch: ModelSpec, num_classes: int) -> Config:
     """The config's `model` with the template's overrides and this dataset's class count."""
-    arch = engine_options(ModelSpec, spec)
     cfg = Config.fromfile(config_path(arch.config))
     cfg.merge_from_dict({f"model.{key}": value for key, value in arch.overrides.items()})
     model = cfg.model
@@ -85,8 +81,9 @@ def model_config(spec, num_classes: int) -> Config:
 def build_model(spec, num_classes: int) -> nn.Module:
     """The template's detector for `num_classes` object classes, initialised as its config says and then
     started from `spec.pretrained` (none, imagenet: the config's backbone start, a checkpoint file or URL)."""
+    arch = engine_options(ModelSpec, spec)
     with DefaultScope.overwrite_default_scope("mmdet"):  # whatever scope an mmengine Runner left current
-        model = MODELS.build(model_config(spec, num_classes))
+        model = MODELS.build(model_config(spec, arch, num_classes))
     try:
         model.init_weights()
     except Exception as error:  # the config's ImageNet start downloads
@@ -96,7 +93,7 @@ def build_model(spec, num_classes: int) -> nn.Module:
         if hasattr(module, "use_torchvision"):  # mmcv's RoIAlign: torchvision's kernel has a backward pass
             module.use_torchvision = True
     if spec.pretrained not in ("none", "imagenet"):
-        load_pretrained(model, checkpoint_file(spec.pretrained, engine_options(ModelSpec, spec).pretrained_sha256))
+        load_pretrained(model, checkpoint_file(spec.pretrained, arch.pretrained_sha256))
     return model
 
 
@@ -131,12 +128,7 @@ def load_pretrained(model: nn.Module, path: Path) -> None:
     # mmdet checkpoints hold metadata objects besides tensors, which weights_only refuses: the file is
     # one the template names, trusted like its config.
     state = torch.load(path, map_location="cpu", weights_only=False)
-    state = state.get("state_dict", state.get("model", state))
-    own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise PretrainedWeightsError(f"{path} holds no weights that fit this template's architecture")
-    model.load_state_dict(usable, strict=False)
+    load_fitting_weights(model, state.get("state_dict", state.get("model", state)), path)
 
 
 def data_samples(images: torch.Tensor, targets: list) -> list:

@@ -23,6 +23,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from pipelines.config import engine_options
+from pipelines.engines import PretrainedWeightsError, load_fitting_weights
 
 # backbone name -> (torchvision constructor, submodule holding the stages, stage -> FPN level name)
 BACKBONES = {
@@ -58,10 +59,6 @@ def model_spec(spec) -> ModelSpec:
     if architecture not in ARCHITECTURE_KEYS:
         raise ValueError(f"unknown architecture {architecture!r}; expected one of {sorted(ARCHITECTURE_KEYS)}")
     return engine_options(ModelSpec, spec, ARCHITECTURE_KEYS[architecture])
-
-
-class PretrainedWeightsError(RuntimeError):
-    """Pretrained weights could not be had (offline machine, missing file)."""
 
 
 def _backbone(name: str, fpn_channels: int, imagenet: bool) -> BackboneWithFPN:
@@ -158,12 +155,7 @@ def load_pretrained(model: nn.Module, path: Path) -> None:
         raise PretrainedWeightsError(f"pretrained checkpoint {path} does not exist; set the template's "
                                      f"`pretrained` to an existing file, `imagenet` or `none`")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("model", state)
-    own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise PretrainedWeightsError(f"{path} holds no weights that fit this template's architecture")
-    model.load_state_dict(usable, strict=False)
+    load_fitting_weights(model, state.get("model", state), path)
 
 
 class InferenceGraph(nn.Module):

@@ -6,7 +6,6 @@ import torchvision
 from pipelines.engines.mmdet import INT8_FLOAT_SCOPES, Adapter, ops
 from pipelines.engines.mmdet.model import (PretrainedWeightsError, _pool, build_model, checkpoint_file,
                                            config_path, data_samples)
-from pipelines.export import convert, quantize_int8, save
 from pipelines.inference import InputSpec, postprocess, preprocess
 from pipelines.ir import OpenVinoPredictor
 
@@ -127,20 +126,14 @@ def test_offline_download_names_the_file_and_where_to_put_it(monkeypatch, tmp_pa
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from tests.conftest import MMDET_SMALL
+    from tests.conftest import MMDET_SMALL, export_test_irs
     from pipelines.config import TemplateSpec
     spec = TemplateSpec(engine="mmdet", input_size=96, epochs=1, batch_size=1, lr=0.01, model=MMDET_SMALL,
                         score_threshold=0.0)  # random weights: keep every detection so there is something to compare
     torch.manual_seed(0)
     graph = Adapter.inference_graph(build_model(spec, 2), spec)
-    rng = np.random.default_rng(0)
-    example, _ = preprocess(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8), InputSpec(size=96))
     folder = tmp_path_factory.mktemp("ir")
-    model = convert(graph, example, ["cat", "dog"], InputSpec(size=96).to_dict(), 0.0)
-    save(model, folder / "fp32" / "model.xml")
-    calibration = [preprocess(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8), InputSpec(size=96))[0]
-                   for _ in range(3)]
-    save(quantize_int8(folder / "fp32" / "model.xml", calibration, INT8_FLOAT_SCOPES), folder / "int8" / "model.xml")
+    rng = export_test_irs(graph, folder, INT8_FLOAT_SCOPES, precisions=("fp32", "int8"))
     return graph, folder, rng
 
 
