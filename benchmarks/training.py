@@ -5,7 +5,7 @@
 Prepares the demo Pets data (`prepare`, as the pipeline does), then trains each template on the same
 images with the same batch size, from the same initial weights:
 
-- project: `pipelines.training.train_one_epoch` over the letterboxing `CocoInstances` data (flip, masks
+- project: `pipelines.training.train_one_epoch` over `CocoInstances` (resized as the template says, flip, masks
   with boxes, warm-up schedule, gradient clipping), which also measures how much of the step time is
   spent waiting for the next batch;
 - for a torchvision template, plain: the loop of torchvision's detection references written out here,
@@ -96,7 +96,6 @@ def runner_pass(spec, initial: dict, split: Path, num_classes: int, work: Path) 
 
     def collate(batch):
         images, targets = training.collate(batch)
-        images = torch.stack(images)
         return {"inputs": images, "data_samples": data_samples(images, targets)}
 
     model = engines.get("mmdet").Adapter.build(spec, num_classes)

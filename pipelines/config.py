@@ -33,7 +33,7 @@ class TemplateSpec:
     that engine declares (with their defaults) and checks: see `engine_options`.
     """
     engine: str                    # which training engine builds and trains it (see pipelines/engines)
-    input_size: int                # images are letterboxed to input_size x input_size
+    input_size: int                # the size images are resized to, the way `resize_mode` says
     epochs: int
     batch_size: int
     lr: float
@@ -42,6 +42,8 @@ class TemplateSpec:
     mean: list = (123.675, 116.28, 103.53)  # input normalisation, per channel in `channels` order, 0..255 pixels
     std: list = (58.395, 57.12, 57.375)
     channels: str = "RGB"          # RGB | BGR: the channel order the model takes
+    resize_mode: str = "letterbox" # letterbox | keep_ratio | stretch: see pipelines/inference.py
+    size_divisor: int = 32         # keep_ratio, stretch: input sides padded to a multiple of this
     momentum: float = 0.9
     weight_decay: float = 0.0001
     warmup_iters: int = 0          # linear warm-up over this many iterations

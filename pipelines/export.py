@@ -12,18 +12,23 @@ import numpy as np
 import openvino as ov
 import torch
 
+from pipelines.inference import InputSpec
 from pipelines.ir import OUTPUTS, RT_SECTION
 
 
 def convert(graph: torch.nn.Module, example: np.ndarray, labels: list, input_spec: dict,
             score_threshold: float) -> ov.Model:
-    """Traces `graph` on `example` (an input that yields detections) into an OpenVINO model with its metadata."""
+    """Traces `graph` on `example` (an input that yields detections) into an OpenVINO model with its metadata.
+
+    The IR's input has the spec's fixed shape, or a dynamic height and width where the shape follows the
+    image (keep_ratio)."""
     graph.eval()
-    # torchvision's detection code warns that some Python values become trace constants; they are
-    # constants for a fixed input size, and the validate stage measures the IR against PyTorch.
+    shape = InputSpec.from_dict(input_spec).fixed_shape or (1, 3, -1, -1)
+    # torchvision's detection code warns that some Python values become trace constants; the ones that
+    # depend on the input size are traced as sizes, and the validate stage measures the IR against PyTorch.
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        model = ov.convert_model(graph, example_input=torch.from_numpy(example), input=[list(example.shape)])
+        model = ov.convert_model(graph, example_input=torch.from_numpy(example), input=[list(shape)])
     info = {"labels": labels, "input_spec": input_spec, "score_threshold": score_threshold}
     for name, value in info.items():
         model.set_rt_info(json.dumps(value), [RT_SECTION, name])

@@ -1,9 +1,17 @@
 """The one pre- and post-processing path shared by every predictor (PyTorch, OpenVINO IR).
 
-A predictor maps a preprocessed `[1, 3, S, S]` float32 array to four arrays: boxes `[N, 4]` (x0, y0,
+A predictor maps a preprocessed `[1, 3, H, W]` float32 array to four arrays: boxes `[N, 4]` (x0, y0,
 x1, y1 in input pixels), scores `[N]`, labels `[N]` (1-based category ids) and mask probabilities
 `[N, 28, 28]` inside each box. Resize, normalisation and mask pasting happen here, outside the graph,
 so the PyTorch and IR evaluations differ by the conversion alone.
+
+Three resize modes, for an input size S:
+    letterbox    the longer side scaled to S, the image at the top left of an S x S canvas (H = W = S)
+    keep_ratio   the longer side scaled to S, padded at the bottom and right to a multiple of
+                 `size_divisor` (MMDetection's and OTX's test pipeline: H and W vary per image)
+    stretch      scaled to S x S whatever the aspect ratio (OTE's EfficientNet-B2B templates), padded
+                 like keep_ratio
+Padding is the mean colour (0 after normalisation).
 """
 
 import json
@@ -19,6 +27,7 @@ MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
 MASK_THRESHOLD = 0.5
 CHANNEL_ORDERS = ("RGB", "BGR")
+RESIZE_MODES = ("letterbox", "keep_ratio", "stretch")
 
 
 @dataclass(frozen=True)
@@ -28,13 +37,24 @@ class InputSpec:
     mean: tuple = MEAN              # per channel, in the order of `channels`, on 0..255 pixel values
     std: tuple = STD
     channels: str = "RGB"           # RGB | BGR: the channel order the graph takes
-    resize_mode: str = "letterbox"  # longer side scaled to `size`, padded at the bottom and right
+    resize_mode: str = "letterbox"  # letterbox | keep_ratio | stretch (see the module's docstring)
+    size_divisor: int = 32          # keep_ratio and stretch: the canvas sides are multiples of this
 
     def __post_init__(self):
         if self.channels not in CHANNEL_ORDERS:
             raise ValueError(f"channels is {self.channels!r}; expected one of {CHANNEL_ORDERS}")
-        if self.resize_mode != "letterbox":
-            raise ValueError(f"resize_mode is {self.resize_mode!r}; only letterbox is implemented")
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(f"resize_mode is {self.resize_mode!r}; expected one of {RESIZE_MODES}")
+        if self.size_divisor < 1:
+            raise ValueError(f"size_divisor is {self.size_divisor}; expected a positive integer")
+
+    @property
+    def fixed_shape(self) -> tuple | None:
+        """The `[1, 3, H, W]` shape of every input, or None where it depends on the image (keep_ratio)."""
+        if self.resize_mode == "keep_ratio":
+            return None
+        side = self.size if self.resize_mode == "letterbox" else _round_up(self.size, self.size_divisor)
+        return (1, 3, side, side)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,33 +71,57 @@ def load_image(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def letterbox_size(height: int, width: int, size: int) -> tuple[int, int, float]:
-    scale = size / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale)), scale
+def _round_up(value: int, divisor: int) -> int:
+    return -(-value // divisor) * divisor
 
 
-def preprocess(image: np.ndarray, spec: InputSpec, fill: float = 1.0) -> tuple[np.ndarray, float]:
-    """Letterboxes and normalises one RGB image; returns the `[1, 3, S, S]` input and its scale.
+@dataclass(frozen=True)
+class Placement:
+    """Where an image of `height` x `width` pixels lands in the input: resized to `resized` (h, w) at the top
+    left of a `canvas` (h, w); input pixels = image pixels x `scale` (x, y)."""
+    resized: tuple
+    canvas: tuple
+    scale: tuple
 
-    `fill` is the share of the canvas the image's longer side spans: 1 at inference, less in
-    training's multiscale augmentation.
-    """
-    height, width = image.shape[:2]
-    new_h, new_w, scale = letterbox_size(height, width, spec.size * fill)
+
+def placement(height: int, width: int, spec: InputSpec, fill: float = 1.0) -> Placement:
+    """How `spec` resizes and pads an image; `fill` < 1 shrinks it (training's multiscale augmentation):
+    the image then spans that share of the size S."""
+    target = spec.size * fill
+    if spec.resize_mode == "stretch":
+        scale_y, scale_x = target / height, target / width
+    else:
+        scale_y = scale_x = target / max(height, width)
+    resized = max(1, round(height * scale_y)), max(1, round(width * scale_x))
+    if spec.resize_mode == "letterbox":
+        canvas = (spec.size, spec.size)
+    else:
+        canvas = tuple(_round_up(side, spec.size_divisor) for side in resized)
+    return Placement(resized, canvas, (scale_x, scale_y))
+
+
+def preprocess(image: np.ndarray, spec: InputSpec, fill: float = 1.0) -> tuple[np.ndarray, tuple]:
+    """Resizes, pads and normalises one RGB image as `spec` says; returns the `[1, 3, H, W]` input and its
+    scale (x, y) from image to input pixels. `fill`: see `placement`."""
+    place = placement(*image.shape[:2], spec, fill)
+    (new_h, new_w), (canvas_h, canvas_w) = place.resized, place.canvas
     resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR), dtype=np.float32)
     if spec.channels == "BGR":
         resized = resized[:, :, ::-1]
     normalised = (resized - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
-    batch = np.zeros((1, 3, spec.size, spec.size), dtype=np.float32)  # padding = the mean colour
+    batch = np.zeros((1, 3, canvas_h, canvas_w), dtype=np.float32)  # padding = the mean colour
     batch[0, :, :new_h, :new_w] = normalised.transpose(2, 0, 1)
-    return batch, scale
+    return batch, place.scale
 
 
-def postprocess(outputs, scale: float, height: int, width: int, image_id: int, score_threshold: float) -> list:
-    """Graph outputs of one image -> COCO result dicts in the original image's pixels."""
+def postprocess(outputs, scale: tuple, height: int, width: int, image_id: int, score_threshold: float) -> list:
+    """Graph outputs of one image -> COCO result dicts in the original image's pixels (`scale`: the (x, y)
+    scale `preprocess` returned)."""
     boxes, scores, labels, masks = (np.asarray(o) for o in outputs)
     keep = scores >= score_threshold
-    boxes, scores, labels, masks = boxes[keep] / scale, scores[keep], labels[keep], masks[keep]
+    scale_x, scale_y = scale
+    boxes = boxes[keep] / np.asarray([scale_x, scale_y, scale_x, scale_y], np.float32)
+    scores, labels, masks = scores[keep], labels[keep], masks[keep]
     if len(scores) == 0:
         return []
     boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)

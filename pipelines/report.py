@@ -166,7 +166,8 @@ def speed_table(long: pd.DataFrame, precisions: list) -> pd.DataFrame:
 
 def speed_note(long: pd.DataFrame, precisions: list) -> str:
     """What the speed table's precisions mean, and whether BF16 really ran in bfloat16 on this machine."""
-    note = ("On this machine's CPU at each template's input size: batch-1 latency is the median of repeated runs "
+    note = ("On this machine's CPU, on each dataset's first test image resized as the template says (a "
+            "keep_ratio template pads it only to a multiple of 32): batch-1 latency is the median of repeated runs "
             "after warm-up; OpenVINO throughput runs asynchronous requests under its throughput hint. Medians over "
             "datasets. FP32 and FP16 IRs compute in f32.")
     if "bf16" in precisions:
@@ -313,8 +314,8 @@ def write_report(long: pd.DataFrame, classes: pd.DataFrame, metrics_dir: Path, s
     sections = [
         "# Instance segmentation benchmark",
         "Segm and bbox mAP@[.5:.95] in percent on each dataset's test split; the average is the plain mean "
-        f"over datasets ({spread}). GFLOPs are multiply-accumulates of one inference at the template's input "
-        "size (the seed's convention), averaged over datasets (the class count changes the heads slightly). "
+        f"over datasets ({spread}). GFLOPs are multiply-accumulates of one inference on the template's square "
+        "input (the seed's convention), averaged over datasets (the class count changes the heads slightly). "
         "A cell reading `not run` belongs to a stage that has not run or failed.",
         "## Segm mAP", _markdown(benchmark_table(long, datasets)),
         "![segm mAP per dataset](segm_map.png)",

@@ -42,8 +42,8 @@ class ModelAdapter(Protocol):
         """A model in training mode for `num_classes` object classes, started from `spec.pretrained`."""
 
     def losses(self, model: torch.nn.Module, images: torch.Tensor, targets: list) -> dict:
-        """The named scalar losses of one batch (`images` [B, 3, S, S] preprocessed, `targets` one dict of
-        boxes (x0, y0, x1, y1), labels (1-based) and masks (S x S) per image); `model` may be DDP-wrapped."""
+        """The named scalar losses of one batch (`images` [B, 3, H, W] preprocessed, `targets` one dict of
+        boxes (x0, y0, x1, y1), labels (1-based) and masks (H x W) per image); `model` may be DDP-wrapped."""
 
     def inference_graph(self, model: torch.nn.Module, spec) -> torch.nn.Module:
         """The model as a `pipelines.inference` predictor graph (in eval mode) dropping detections that score
@@ -53,14 +53,14 @@ class ModelAdapter(Protocol):
 def input_spec(spec) -> inference.InputSpec:
     """The pre-processing template `spec` asks for, the same in training, evaluation and the IR."""
     return inference.InputSpec(size=spec.input_size, mean=tuple(spec.mean), std=tuple(spec.std),
-                               channels=spec.channels)
+                               channels=spec.channels, resize_mode=spec.resize_mode, size_divisor=spec.size_divisor)
 
 
 class CocoInstances(torch.utils.data.Dataset):
-    """Images of one prepared split, letterboxed like at inference, with their instance targets.
+    """Images of one prepared split, resized and padded like at inference, with their instance targets.
 
     Crowd regions are not training targets. With `flip`, half of the images are mirrored; with a
-    `scale_range` below 1, the image fills a random share of the canvas (multiscale). Masks and boxes
+    `scale_range` below 1, the image fills a random share of the input size (multiscale). Masks and boxes
     move with the pixels.
     """
 
@@ -80,19 +80,21 @@ class CocoInstances(torch.utils.data.Dataset):
         info = self.images[index]
         pixels = inference.load_image(self.root / info["file_name"])
         fill = random.uniform(*self.scale_range) if self.scale_range != (1.0, 1.0) else 1.0
-        batch, scale = inference.preprocess(pixels, self.spec, fill)
-        new_h, new_w, _ = inference.letterbox_size(info["height"], info["width"], self.spec.size * fill)
+        batch, _ = inference.preprocess(pixels, self.spec, fill)
+        place = inference.placement(*pixels.shape[:2], self.spec, fill)
+        (new_h, new_w), (canvas_h, canvas_w), (scale_x, scale_y) = place.resized, place.canvas, place.scale
         anns = self.annotations[info["id"]]
-        masks = np.zeros((len(anns), self.spec.size, self.spec.size), dtype=np.uint8)
+        masks = np.zeros((len(anns), canvas_h, canvas_w), dtype=np.uint8)
         for i, ann in enumerate(anns):
             full = Image.fromarray(mask_utils.decode(ann["segmentation"]))
             masks[i, :new_h, :new_w] = np.asarray(full.resize((new_w, new_h), Image.NEAREST))
-        boxes = np.array([ann["bbox"] for ann in anns], dtype=np.float32).reshape(-1, 4) * scale
+        boxes = np.array([ann["bbox"] for ann in anns], dtype=np.float32).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]
+        boxes *= np.asarray([scale_x, scale_y, scale_x, scale_y], np.float32)
         image = torch.from_numpy(batch[0])
         if self.flip and random.random() < 0.5:
             image, masks = image.flip(-1), masks[:, :, ::-1].copy()
-            boxes[:, [0, 2]] = self.spec.size - boxes[:, [2, 0]]
+            boxes[:, [0, 2]] = canvas_w - boxes[:, [2, 0]]
         # A mask shrunk below a pixel by the resize leaves no box: drop such objects.
         keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
         target = {"boxes": torch.from_numpy(boxes[keep]),
@@ -102,7 +104,17 @@ class CocoInstances(torch.utils.data.Dataset):
 
 
 def collate(batch):
-    return tuple(zip(*batch))
+    """Images (and their masks) padded at the bottom and right to the batch's largest canvas: a `[B, 3, H, W]`
+    tensor and a list of targets. Letterboxed canvases are all the same size; keep_ratio's vary."""
+    images, targets = zip(*batch)
+    height, width = max(i.shape[1] for i in images), max(i.shape[2] for i in images)
+    padded = images[0].new_zeros(len(images), 3, height, width)
+    for slot, image in zip(padded, images):
+        slot[:, :image.shape[1], :image.shape[2]] = image
+    targets = [{**t, "masks": torch.nn.functional.pad(t["masks"], (0, width - t["masks"].shape[2],
+                                                                   0, height - t["masks"].shape[1]))}
+               for t in targets]
+    return padded, targets
 
 
 def lr_factor(iteration: int, total: int, warmup: int, schedule: str) -> float:
@@ -203,7 +215,7 @@ def train_one_epoch(training: Training, loader, step_lr, epoch: int, show_progre
     for step, (images, targets) in enumerate(bar, 1):
         waited += time.perf_counter() - ready
         seen += len(images)
-        images = torch.stack(images).to(training.device)
+        images = images.to(training.device)
         targets = [{k: v.to(training.device) for k, v in t.items()} for t in targets]
         with torch.autocast(training.device.type, dtype=training.amp_dtype, enabled=training.amp_dtype is not None):
             losses = training.adapter.losses(model, images, targets)

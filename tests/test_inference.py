@@ -3,16 +3,39 @@ import pycocotools.mask as mask_utils
 import pytest
 from PIL import Image
 
-from pipelines.inference import InputSpec, letterbox_size, load_image, postprocess, preprocess
+from pipelines.inference import InputSpec, load_image, placement, postprocess, preprocess
 
 
 def test_letterbox_keeps_aspect_and_pads():
     image = np.full((50, 100, 3), 255, np.uint8)
     batch, scale = preprocess(image, InputSpec(size=64))
-    assert batch.shape == (1, 3, 64, 64) and scale == pytest.approx(0.64)
-    assert letterbox_size(50, 100, 64) == (32, 64, 0.64)
+    assert batch.shape == (1, 3, 64, 64) and scale == pytest.approx((0.64, 0.64))
     assert np.all(batch[0, :, 32:, :] == 0)                 # padding: the mean colour, 0 after normalising
     assert np.allclose(batch[0, 0, :32, :], (1 - 0.485) / 0.229, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode, size, resized, canvas, scale", [
+    ("letterbox", 64, (32, 64), (64, 64), (0.64, 0.64)),
+    ("keep_ratio", 64, (32, 64), (32, 64), (0.64, 0.64)),     # MMDetection's: no padding beyond /32
+    ("keep_ratio", 100, (50, 100), (64, 128), (1.0, 1.0)),    # sides padded up to multiples of 32
+    ("stretch", 64, (64, 64), (64, 64), (0.64, 1.28)),        # OTE's: aspect ratio not kept
+    ("stretch", 100, (100, 100), (128, 128), (1.0, 2.0)),
+])
+def test_resize_modes_place_the_image(mode, size, resized, canvas, scale):
+    """A 50 x 100 image (height x width) under each resize mode, figures worked out by hand."""
+    spec = InputSpec(size=size, resize_mode=mode)
+    place = placement(50, 100, spec)
+    assert (place.resized, place.canvas) == (resized, canvas) and place.scale == pytest.approx(scale)
+    batch, got_scale = preprocess(np.full((50, 100, 3), 255, np.uint8), spec)
+    assert batch.shape == (1, 3, *canvas) and got_scale == place.scale
+    assert np.all(batch[0, :, resized[0]:, :] == 0) and np.all(batch[0, :, :, resized[1]:] == 0)
+    assert np.all(batch[0, :, :resized[0], :resized[1]] != 0)
+    assert spec.fixed_shape == (None if mode == "keep_ratio" else (1, 3, *canvas))
+
+
+def test_unknown_resize_mode_is_named():
+    with pytest.raises(ValueError, match="resize_mode is 'crop'"):
+        InputSpec(size=8, resize_mode="crop")
 
 
 @pytest.mark.parametrize("mode", ["L", "CMYK", "RGBA", "P"])
@@ -51,18 +74,22 @@ def test_postprocess_maps_back_to_image_pixels():
     # A box in input pixels of a 0.5 letterbox scale, with a mask full inside it.
     outputs = (np.array([[10, 20, 30, 40]], np.float32), np.array([0.9], np.float32), np.array([2]),
                np.ones((1, 28, 28), np.float32))
-    (result,) = postprocess(outputs, scale=0.5, height=100, width=100, image_id=7, score_threshold=0.05)
+    (result,) = postprocess(outputs, scale=(0.5, 0.5), height=100, width=100, image_id=7, score_threshold=0.05)
     assert result["bbox"] == [20, 40, 40, 40] and result["category_id"] == 2 and result["image_id"] == 7
     assert isinstance(result["segmentation"]["counts"], str)
     # torchvision's paste (padding 1) may add about a pixel on each side.
     assert 40 * 40 <= mask_utils.area(result["segmentation"]) <= 42 * 42
+    # A stretched input scales x and y apart.
+    (result,) = postprocess(outputs, scale=(0.5, 2.0), height=100, width=100, image_id=7, score_threshold=0.05)
+    assert result["bbox"] == [20, 10, 40, 10]
+    assert 40 * 10 <= mask_utils.area(result["segmentation"]) <= 42 * 12
 
 
 def test_postprocess_no_detections_and_threshold():
     empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0), np.zeros((0, 28, 28), np.float32))
-    assert postprocess(empty, 1.0, 10, 10, 1, 0.05) == []
+    assert postprocess(empty, (1.0, 1.0), 10, 10, 1, 0.05) == []
     low = (np.array([[0, 0, 5, 5]], np.float32), np.array([0.01], np.float32), np.array([1]), np.ones((1, 28, 28)))
-    assert postprocess(low, 1.0, 10, 10, 1, 0.05) == []
+    assert postprocess(low, (1.0, 1.0), 10, 10, 1, 0.05) == []
 
 
 def test_mask_paste_agrees_with_torchvision():

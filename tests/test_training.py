@@ -33,14 +33,27 @@ def prepared(tmp_path_factory):
     return root / "prepared"
 
 
-def test_flip_moves_masks_with_boxes(prepared):
-    dataset = training.CocoInstances(prepared / "train.json", InputSpec(size=96), flip=True)
+@pytest.mark.parametrize("resize_mode", ["letterbox", "keep_ratio", "stretch"])
+def test_flip_moves_masks_with_boxes(prepared, resize_mode):
+    dataset = training.CocoInstances(prepared / "train.json", InputSpec(size=96, resize_mode=resize_mode), flip=True)
     for seed in range(6):  # both flipped and unflipped draws
         training.random.seed(seed)
-        _, target = dataset[0]
+        image, target = dataset[0]
+        assert target["masks"].shape[1:] == image.shape[1:]
         for box, mask in zip(target["boxes"], target["masks"]):
             ys, xs = np.nonzero(mask.numpy())
             assert box.tolist() == pytest.approx([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], abs=1.5)
+
+
+def test_a_batch_of_keep_ratio_canvases_is_padded_to_the_largest():
+    """keep_ratio canvases differ per image; collate pads images and masks at the bottom and right."""
+    def item(height, width, objects):
+        return torch.ones(3, height, width), {"boxes": torch.zeros(objects, 4), "masks": torch.ones(objects, height, width)}
+    wide, tall = item(32, 64, 1), item(64, 32, 2)
+    images, targets = training.collate([wide, tall])
+    assert images.shape == (2, 3, 64, 64) and [t["masks"].shape for t in targets] == [(1, 64, 64), (2, 64, 64)]
+    assert images[0, :, :32, :].all() and not images[0, :, 32:, :].any() and not images[1, :, :, 32:].any()
+    assert targets[0]["masks"][:, :32].all() and not targets[0]["masks"][:, 32:].any()
 
 
 def test_crowd_regions_are_not_targets(tmp_path):

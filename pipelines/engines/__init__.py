@@ -38,7 +38,7 @@ def load_fitting_weights(model, state: dict, path) -> None:
 
 @dataclass
 class Loaded:
-    graph: object          # torch.nn.Module: [1, 3, S, S] -> boxes, scores, labels, mask probabilities
+    graph: object          # torch.nn.Module: [1, 3, H, W] -> boxes, scores, labels, mask probabilities
     input_spec: object     # pipelines.inference.InputSpec
     labels: list
     score_threshold: float

@@ -164,7 +164,7 @@ class _Step(nn.Module):
 
 
 class InferenceGraph(nn.Module):
-    """A `[1, 3, S, S]` tensor in; boxes `[N, 4]`, scores `[N]`, 1-based labels `[N]` and the 28 x 28 mask
+    """A `[1, 3, H, W]` tensor in; boxes `[N, 4]`, scores `[N]`, 1-based labels `[N]` and the 28 x 28 mask
     probabilities `[N, 28, 28]` of each box's class out (see pipelines.inference).
 
     The detector's backbone, neck and heads run as they are; between them, proposal selection, RoI pooling
@@ -198,7 +198,9 @@ class InferenceGraph(nn.Module):
         for level, (class_map, delta_map, level_anchors) in enumerate(zip(class_maps, delta_maps, anchors)):
             level_scores = class_map[0].permute(1, 2, 0).reshape(-1).sigmoid()
             level_deltas = delta_map[0].permute(1, 2, 0).reshape(-1, 4)
-            top = level_scores.topk(min(self.rpn_cfg.nms_pre, len(level_scores))).indices
+            # k as a tensor of the map's size: a Python min() would freeze the traced size into the IR
+            top = level_scores.topk(torch.minimum(torch.as_tensor(level_scores.shape[0]),
+                                                  torch.as_tensor(self.rpn_cfg.nms_pre))).indices
             boxes.append(head.bbox_coder.decode(level_anchors[top], level_deltas[top], max_shape=image_size))
             scores.append(level_scores[top])
             levels.append(torch.full_like(top, level))

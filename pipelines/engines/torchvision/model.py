@@ -19,6 +19,7 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
@@ -84,8 +85,8 @@ def _backbone(name: str, fpn_channels: int, imagenet: bool) -> BackboneWithFPN:
 def build_model(spec, num_classes: int) -> MaskRCNN:
     """Mask R-CNN for `num_classes` object classes (plus background) as template `spec` describes it.
 
-    The model receives images already letterboxed and normalised by `pipelines.inference`, so its own
-    transform neither resizes (min = max = input size) nor normalises (mean 0, std 1).
+    The model receives images already resized and normalised by `pipelines.inference`, so its own
+    transform neither resizes nor normalises (see `Preprocessed`).
     """
     arch = model_spec(spec)
     if arch.architecture == "maskrcnn_resnet50_fpn_v2":
@@ -101,7 +102,6 @@ def build_model(spec, num_classes: int) -> MaskRCNN:
     pre_nms, post_nms = arch.rpn_proposals
     model = MaskRCNN(
         backbone, num_classes=None,
-        min_size=spec.input_size, max_size=spec.input_size, image_mean=[0.0] * 3, image_std=[1.0] * 3,
         rpn_anchor_generator=anchors,
         rpn_pre_nms_top_n_train=pre_nms, rpn_post_nms_top_n_train=post_nms,
         rpn_pre_nms_top_n_test=pre_nms // 2, rpn_post_nms_top_n_test=post_nms // 2,
@@ -113,9 +113,24 @@ def build_model(spec, num_classes: int) -> MaskRCNN:
         mask_head=MaskRCNNHeads(arch.fpn_channels, mask_channels, dilation=1),
         mask_predictor=MaskRCNNPredictor(mask_channels[-1], mask_channels[-1], num_classes + 1),
     )
+    model.transform = Preprocessed()
     if pretrained not in ("none", "imagenet"):
         load_pretrained(model, Path(pretrained))
     return model
+
+
+class Preprocessed(GeneralizedRCNNTransform):
+    """torchvision's input transform for images that `pipelines.inference` already resized, padded and
+    normalised: it only batches them (padding a side that is no multiple of 32 up to one)."""
+
+    def __init__(self):
+        super().__init__(min_size=1, max_size=1, image_mean=[0.0] * 3, image_std=[1.0] * 3)
+
+    def normalize(self, image):
+        return image
+
+    def resize(self, image, target=None):
+        return image, target
 
 
 def _resnet50_fpn_v2(spec, arch: ModelSpec, num_classes: int) -> MaskRCNN:
@@ -125,8 +140,7 @@ def _resnet50_fpn_v2(spec, arch: ModelSpec, num_classes: int) -> MaskRCNN:
     from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights, maskrcnn_resnet50_fpn_v2
 
     pre_nms, post_nms = arch.rpn_proposals
-    options = dict(min_size=spec.input_size, max_size=spec.input_size, image_mean=[0.0] * 3, image_std=[1.0] * 3,
-                   rpn_pre_nms_top_n_train=pre_nms, rpn_post_nms_top_n_train=post_nms,
+    options = dict(rpn_pre_nms_top_n_train=pre_nms, rpn_post_nms_top_n_train=post_nms,
                    rpn_pre_nms_top_n_test=pre_nms // 2, rpn_post_nms_top_n_test=post_nms // 2,
                    box_batch_size_per_image=arch.rois_per_image, box_score_thresh=spec.score_threshold)
     weights = MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1 if spec.pretrained == "coco" else None
@@ -144,6 +158,7 @@ def _resnet50_fpn_v2(spec, arch: ModelSpec, num_classes: int) -> MaskRCNN:
     model.roi_heads.box_predictor = FastRCNNPredictor(box_width, num_classes + 1)
     mask_width = model.roi_heads.mask_predictor.conv5_mask.in_channels
     model.roi_heads.mask_predictor = MaskRCNNPredictor(mask_width, mask_width, num_classes + 1)
+    model.transform = Preprocessed()
     if spec.pretrained not in ("none", "imagenet", "coco"):
         load_pretrained(model, Path(spec.pretrained))
     return model
@@ -159,7 +174,7 @@ def load_pretrained(model: nn.Module, path: Path) -> None:
 
 
 class InferenceGraph(nn.Module):
-    """The exportable part of Mask R-CNN: a `[1, 3, S, S]` tensor in, plain tensors out.
+    """The exportable part of Mask R-CNN: a `[1, 3, H, W]` tensor in, plain tensors out.
 
     Returns boxes `[N, 4]`, scores `[N]`, labels `[N]` and the 28 x 28 mask probabilities `[N, 28, 28]`
     of the predicted class; pasting masks into the image is left to `pipelines.inference`.

@@ -146,7 +146,7 @@ def test_fp32_ir_matches_pytorch_on_another_image(exported):
     assert len(expected[1]) > 0 and [len(o) for o in found] == [len(o) for o in expected]
     for mine, theirs in zip(found, expected):
         assert np.allclose(mine, theirs, atol=1e-3)
-    results = postprocess(found, 1.0, 60, 90, 1, 0.0)
+    results = postprocess(found, (1.0, 1.0), 60, 90, 1, 0.0)
     assert len(results) == len(expected[1])
 
 
