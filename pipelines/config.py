@@ -84,6 +84,7 @@ class Params:
     demo: dict
     export: dict                   # precisions: IRs to write and validate; calibration_images: for INT8
     speed: dict                    # warmup, repeats (latency), throughput_seconds
+    confidence: dict               # resamples, seed: the bootstrap over test images (pipelines/confidence.py)
 
 
 # Params fields whose params.yaml key differs from their name (what dvc.yaml's `params` lists).
@@ -121,4 +122,5 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
         demo=raw.get("demo", {}),
         export=raw["export"],
         speed=raw["speed"],
+        confidence={"resamples": int(raw["confidence"]["resamples"]), "seed": int(raw["confidence"]["seed"])},
     )

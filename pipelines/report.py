@@ -9,6 +9,7 @@ import matplotlib
 import pandas as pd
 import yaml
 
+from pipelines.comparison import Comparison, load_replicates, recommendation
 from pipelines.config import PRECISIONS
 
 matplotlib.use("Agg")
@@ -18,16 +19,23 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 # file (`ir_<precision>.json`, keys `ir_<precision>_*`; FP32's read `ir_*`).
 SOURCES = {"pytorch.json": "", "train.json": ""}
 PICTURE = "predictions.jpg"  # evaluate's picture in each cell's metrics folder; the report copies it
-BASE_COLUMNS = ["template", "dataset", "seed", "segm_map", "bbox_map", "segm_map50", "bbox_map50", "gflops",
-                "params_m", "latency_ms", "best_epoch", "train_seconds", "finished", "cpu", "cpu_cores"]
+BASE_COLUMNS = ["template", "dataset", "seed", "segm_map", "segm_map_low", "segm_map_high", "bbox_map", "bbox_map_low",
+                "bbox_map_high", "segm_map50", "bbox_map50", "deploy_threshold", "deploy_precision", "deploy_recall",
+                "deploy_f1", "gflops", "params_m", "latency_ms", "best_epoch", "train_seconds", "finished", "cpu",
+                "cpu_cores"]
+DEPLOY = ["deploy_threshold", "deploy_precision", "deploy_recall", "deploy_f1"]
 # The long table's columns of each IR precision; a precision `export.precisions` does not list has none.
 PRECISION_COLUMNS = {
-    "fp32": ["ir_segm_map", "ir_bbox_map", "ir_minus_pytorch", "ir_latency_ms", "ir_throughput_fps"],
-    "bf16": ["ir_bf16_segm_map", "bf16_minus_fp32", "ir_bf16_latency_ms", "ir_bf16_throughput_fps",
-             "ir_bf16_inference_precision"],
-    "fp16": ["ir_fp16_segm_map"],
-    "int8": ["ir_int8_segm_map", "int8_minus_fp32", "ir_int8_latency_ms", "ir_int8_throughput_fps"],
+    "fp32": ["ir_segm_map", "ir_segm_map_low", "ir_segm_map_high", "ir_bbox_map", "ir_minus_pytorch", "ir_latency_ms",
+             "ir_throughput_fps"] + [f"ir_{c}" for c in DEPLOY],
+    "bf16": ["ir_bf16_segm_map", "ir_bf16_segm_map_low", "ir_bf16_segm_map_high", "bf16_minus_fp32",
+             "ir_bf16_latency_ms", "ir_bf16_throughput_fps", "ir_bf16_inference_precision"]
+            + [f"ir_bf16_{c}" for c in DEPLOY],
+    "fp16": ["ir_fp16_segm_map", "ir_fp16_segm_map_low", "ir_fp16_segm_map_high"] + [f"ir_fp16_{c}" for c in DEPLOY],
+    "int8": ["ir_int8_segm_map", "ir_int8_segm_map_low", "ir_int8_segm_map_high", "int8_minus_fp32",
+             "ir_int8_latency_ms", "ir_int8_throughput_fps"] + [f"ir_int8_{c}" for c in DEPLOY],
 }
+BOOTSTRAP_FILE = "pytorch_bootstrap.json"  # evaluate's replicates in each cell's metrics folder
 TEXT_COLUMNS = ["finished", "cpu", "cpu_cores", "ir_bf16_inference_precision"]
 INT8_TOLERANCE = 1.5  # segm mAP points INT8 may lose against FP32 before the report flags it
 
@@ -99,19 +107,31 @@ def averages(long: pd.DataFrame, datasets: list, value: str = "segm_map") -> pd.
     return wide
 
 
-def _mean_std(values: pd.Series):
-    """The mean over seeds; with two or more seeds, 'mean ± std' (sample std) as text."""
+def comparison(long: pd.DataFrame, metrics_dir: Path, datasets: list, seed: int, value: str = "segm_map") -> Comparison:
+    """The paired-bootstrap view of `value` (segm_map or bbox_map) over the selected templates and datasets."""
+    points = seed_means(long).pivot(index="template", columns="dataset", values=value)
+    points = points.reindex(index=list(long["template"].unique()), columns=datasets)
+    folders = {(t, d): [cell(t, d, s) for s in sorted(long["seed"].unique())]
+               for t in points.index for d in datasets}
+    return Comparison(points, load_replicates(metrics_dir, folders, BOOTSTRAP_FILE, value), seed)
+
+
+def _with_interval(values: pd.Series, low: float, high: float):
+    """The mean over seeds ('mean ± std' with two or more) and its 95% interval, as text; NaN if a seed is missing."""
     if values.isna().any():
         return float("nan")
-    if len(values) < 2:
-        return values.mean()
-    return f"{values.mean():.1f} ± {values.std():.1f}"
+    text = f"{values.mean():.1f}" if len(values) < 2 else f"{values.mean():.1f} ± {values.std():.1f}"
+    return text if pd.isna(low) else f"{text} [{low:.1f}, {high:.1f}]"
 
 
-def benchmark_table(long: pd.DataFrame, datasets: list, value: str = "segm_map") -> pd.DataFrame:
-    """The seed's table: Model | GFLOPs | Params (M) | Average | one column per dataset; mean ± std over seeds."""
+def benchmark_table(long: pd.DataFrame, datasets: list, compared: Comparison, value: str = "segm_map") -> pd.DataFrame:
+    """The seed's table: Model | GFLOPs | Params (M) | Average | one column per dataset; each number the mean over
+    seeds (± std with several) and its 95% bootstrap interval."""
     wide = averages(long, datasets, value)
-    spread = wide.groupby(level="template", sort=False).agg(_mean_std)
+    spread = pd.DataFrame({column: {template: _with_interval(wide.loc[template][column],
+                                                             *compared.interval(template, column))
+                                    for template in wide.index.get_level_values("template").unique()}
+                           for column in ["average"] + datasets})
     complexity = long.groupby("template", sort=False)[["gflops", "params_m"]].mean()
     table = pd.concat([complexity, spread[["average"]], spread[datasets]], axis=1)
     table.index.name = "model"
@@ -120,12 +140,46 @@ def benchmark_table(long: pd.DataFrame, datasets: list, value: str = "segm_map")
                                                "average": f"Average {label} mAP"})
 
 
-def summary(long: pd.DataFrame, datasets: list) -> dict:
-    """What `dvc exp show` lists: per template, the seed-mean average and per-dataset test segm mAP."""
+def summary(long: pd.DataFrame, datasets: list, compared: Comparison) -> dict:
+    """What `dvc exp show` lists: per template, the seed-mean average and per-dataset test segm mAP, with the
+    bounds of their 95% intervals."""
     means = averages(long, datasets).groupby(level="template", sort=False).mean()
-    return {template: {"segm_map_average": _number(row["average"]),
-                       **{f"segm_map_{d}": _number(row[d]) for d in datasets}}
-            for template, row in means.iterrows()}
+    found = {}
+    for template, row in means.iterrows():
+        found[template] = {}
+        for column, name in [("average", "segm_map_average")] + [(d, f"segm_map_{d}") for d in datasets]:
+            low, high = compared.interval(template, column)
+            found[template].update({name: _number(row[column]), f"{name}_low": _number(low),
+                                    f"{name}_high": _number(high)})
+    return found
+
+
+def how_sure_tables(compared: Comparison) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ranks table and the paired comparisons, formatted."""
+    ranks = compared.ranks_table()
+    ranks["Average segm mAP [95%]"] = [f"{a:.1f} [{lo:.1f}, {hi:.1f}]" for a, lo, hi in
+                                      zip(ranks["average"], ranks["low"], ranks["high"])]
+    ranks = ranks.drop(columns=["average", "low", "high"]).rename(columns={"wins": "datasets won"})
+    ranks.index.name = "template"
+    pairs = compared.pairs_table()
+    pairs["A - B [95%]"] = [f"{d:+.1f} [{lo:.1f}, {hi:.1f}]" for d, lo, hi in
+                            zip(pairs["difference"], pairs["low"], pairs["high"])]
+    pairs["P(A > B)"] = pairs["p_better"].astype(float).round(3)
+    pairs["distinguishable"] = (pairs["low"] > 0).map({True: "yes", False: "no"})
+    return ranks.reset_index(), pairs[["dataset", "A", "B", "A - B [95%]", "P(A > B)", "distinguishable"]]
+
+
+def deploy_table(long: pd.DataFrame, precisions: list) -> pd.DataFrame:
+    """Per template x dataset x runtime: the score threshold with the best F1 on the validation split, and test
+    precision, recall and F1 (masks, IoU 0.5) with it; means over seeds."""
+    means = seed_means(long)
+    rows = []
+    for runtime, prefix in [("PyTorch", "")] + [(f"IR {p.upper()}", ir_prefix(p)) for p in precisions]:
+        part = means[["template", "dataset"] + [prefix + c for c in DEPLOY]].copy()
+        part.columns = ["template", "dataset", "threshold", "precision", "recall", "F1"]
+        part.insert(2, "runtime", runtime)
+        rows.append(part)
+    return pd.concat(rows).sort_values(["template", "dataset"], kind="stable")
 
 
 def _number(value):
@@ -262,11 +316,15 @@ def tradeoff_table(long: pd.DataFrame, datasets: list) -> pd.DataFrame:
         columns={"accuracy": "Average segm mAP", "latency_ms": "Latency (ms)"})
 
 
-def plot_tradeoff(table: pd.DataFrame, path: Path) -> None:
+def plot_tradeoff(table: pd.DataFrame, compared: Comparison, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     known = table.dropna(subset=["Average segm mAP", "Latency (ms)"])
     for _, row in known.iterrows():
         on_front = row["Pareto front"] == "yes"
+        low, high = compared.interval(row["template"], "average")
+        if not pd.isna(low):  # the 95% interval of the average
+            ax.errorbar(row["Latency (ms)"], row["Average segm mAP"], capsize=3, color="tab:gray", linewidth=1,
+                        yerr=[[max(0.0, row["Average segm mAP"] - low)], [max(0.0, high - row["Average segm mAP"])]])
         ax.scatter(row["Latency (ms)"], row["Average segm mAP"], s=60, marker="o" if on_front else "x",
                    color="tab:red" if on_front else "tab:gray")
         ax.annotate(row["template"], (row["Latency (ms)"], row["Average segm mAP"]), textcoords="offset points",
@@ -284,18 +342,23 @@ def plot_tradeoff(table: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_segm(long: pd.DataFrame, path: Path) -> None:
+def plot_segm(long: pd.DataFrame, compared: Comparison, path: Path) -> None:
     pivot = seed_means(long).pivot(index="dataset", columns="template", values="segm_map")
-    ax = pivot.plot.bar(figsize=(8, 4), rot=0)
+    bounds = {t: [compared.interval(t, d) for d in pivot.index] for t in pivot.columns}
+    # Bar lengths below and above each value (0 in the odd case of an interval beside its point).
+    errors = {t: [[max(0.0, pivot.loc[d, t] - low) for d, (low, _) in zip(pivot.index, bounds[t])],
+                  [max(0.0, high - pivot.loc[d, t]) for d, (_, high) in zip(pivot.index, bounds[t])]]
+              for t in pivot.columns}
+    ax = pivot.plot.bar(figsize=(8, 4), rot=0, yerr=errors, capsize=3)
     ax.set_ylabel("segm mAP@[.5:.95], %")
-    ax.set_title("Test segm mAP per dataset")
+    ax.set_title("Test segm mAP per dataset (bars: 95% bootstrap interval)")
     ax.figure.tight_layout()
     ax.figure.savefig(path, dpi=100)
     plt.close(ax.figure)
 
 
 def write_report(long: pd.DataFrame, classes: pd.DataFrame, metrics_dir: Path, stats_dir: Path, datasets: list,
-                 precisions: list, recipes: dict, out_dir: Path) -> None:
+                 precisions: list, recipes: dict, out_dir: Path, confidence_seed: int = 0) -> None:
     """Writes benchmark.md, benchmark.csv, summary.json, the plots and predictions/ into `out_dir`.
 
     Everything is written to temporary files first and only then moved into place, so a report stage
@@ -310,16 +373,30 @@ def write_report(long: pd.DataFrame, classes: pd.DataFrame, metrics_dir: Path, s
     seeds = sorted(long["seed"].unique())
     means = seed_means(long)
     tradeoff = tradeoff_table(long, datasets)
+    segm, bbox = (comparison(long, metrics_dir, datasets, confidence_seed, v) for v in ("segm_map", "bbox_map"))
+    latency = means.assign(latency=means["ir_latency_ms"].fillna(means["latency_ms"])).pivot(
+        index="template", columns="dataset", values="latency")
+    ranks, pairs = how_sure_tables(segm)
     spread = "mean ± std over seeds " + ", ".join(map(str, seeds)) if len(seeds) > 1 else f"seed {seeds[0]}"
     sections = [
         "# Instance segmentation benchmark",
+        "## Recommendation", "\n".join(recommendation(segm, latency)),
         "Segm and bbox mAP@[.5:.95] in percent on each dataset's test split; the average is the plain mean "
-        f"over datasets ({spread}). GFLOPs are multiply-accumulates of one inference on the template's square "
-        "input (the seed's convention), averaged over datasets (the class count changes the heads slightly). "
-        "A cell reading `not run` belongs to a stage that has not run or failed.",
-        "## Segm mAP", _markdown(benchmark_table(long, datasets)),
+        f"over datasets ({spread}). In brackets, the 95% interval from resampling the test images (and the "
+        "seeds, with several): how far the number could move on another test set of the same size. GFLOPs are "
+        "multiply-accumulates of one inference on the template's square input (the seed's convention), averaged "
+        "over datasets (the class count changes the heads slightly). A cell reading `not run` belongs to a stage "
+        "that has not run or failed.",
+        "## Segm mAP", _markdown(benchmark_table(long, datasets, segm)),
         "![segm mAP per dataset](segm_map.png)",
-        "## Bbox mAP", _markdown(benchmark_table(long, datasets, "bbox_map")),
+        "## Bbox mAP", _markdown(benchmark_table(long, datasets, bbox, "bbox_map")),
+        "## How sure",
+        "Ranks by segm mAP per dataset (1 = best; mean over datasets) and the datasets each template wins:",
+        _markdown(ranks, floatfmt=".2f"),
+        "Each pair of templates on the same resampled test images (paired bootstrap): the difference in segm "
+        "mAP, its 95% interval, and the share of resamples in which A beats B (ties count half). A difference "
+        "whose interval reaches 0 is not distinguishable from noise on these test sets.",
+        _markdown(pairs, floatfmt=".3f"),
         "## Accuracy against speed",
         "A template is on the Pareto front when no other one is both at least as accurate and at least as fast.",
         _markdown(tradeoff, floatfmt=".2f"),
@@ -331,6 +408,10 @@ def write_report(long: pd.DataFrame, classes: pd.DataFrame, metrics_dir: Path, s
         "## Speed",
         speed_note(long, precisions),
         _markdown(speed_table(means, precisions), floatfmt=".2f"),
+        "## Deploying",
+        "The score threshold with the best F1 on each dataset's validation split, and precision, recall and F1 "
+        "(percent; masks matched at IoU 0.5) with that threshold on the test split, per runtime.",
+        _markdown(deploy_table(long, precisions), floatfmt=".3g"),
         "## Per-class segm AP",
     ]
     for dataset in datasets:
@@ -361,13 +442,13 @@ def write_report(long: pd.DataFrame, classes: pd.DataFrame, metrics_dir: Path, s
     sections += [f"### {name}\n\n```yaml\n{yaml.safe_dump(recipe, sort_keys=False)}```" for name, recipe in recipes.items()]
     sections += ["## When and where", _markdown(provenance(long))]
     files = {"benchmark.md": "\n\n".join(sections) + "\n", "benchmark.csv": long.to_csv(index=False),
-             "summary.json": json.dumps(summary(long, datasets), indent=2)}
+             "summary.json": json.dumps(summary(long, datasets, segm), indent=2)}
     staged = []
     for name, text in files.items():
         staged.append((out_dir / f".{name}.tmp", out_dir / name))
         staged[-1][0].write_text(text)
-    for name, plot in (("segm_map.png", lambda path: plot_segm(long, path)),
-                       ("accuracy_latency.png", lambda path: plot_tradeoff(tradeoff, path))):
+    for name, plot in (("segm_map.png", lambda path: plot_segm(long, segm, path)),
+                       ("accuracy_latency.png", lambda path: plot_tradeoff(tradeoff, segm, path))):
         staged.append((out_dir / f".{name}.tmp.png", out_dir / name))
         plot(staged[-1][0])
     for tmp, final in staged:

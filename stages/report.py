@@ -35,7 +35,7 @@ def main(args=None) -> None:
     long = collect(args.metrics, templates, datasets, seeds, precisions)
     classes = per_class(args.metrics, templates, datasets, seeds)
     write_report(long, classes, args.metrics, args.stats, datasets, precisions,
-                 recipes(args.metrics, templates, datasets, seeds[0]), args.out)
+                 recipes(args.metrics, templates, datasets, seeds[0]), args.out, params.confidence["seed"])
     print(long[["template", "dataset", "seed", "segm_map", "ir_segm_map"]].to_string(index=False))
     print(f"report written to {args.out / 'benchmark.md'}")
 

@@ -3,46 +3,12 @@ import io
 import json
 
 import numpy as np
-import pycocotools.mask as mask_utils
 import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from pipelines.evaluation import STAT_NAMES, coco_metrics, evaluate
-
-
-def rle(mask):
-    encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    encoded["counts"] = encoded["counts"].decode("ascii")
-    return encoded
-
-
-@pytest.fixture
-def case(tmp_path):
-    """20 images with 1-3 squares of 2 classes, a crowd region, and jittered, partly wrong predictions."""
-    rng = np.random.default_rng(0)
-    images, anns, results = [], [], []
-    for image_id in range(1, 21):
-        images.append({"id": image_id, "file_name": f"{image_id}.jpg", "height": 64, "width": 64})
-        for k in range(int(rng.integers(1, 4))):
-            x, y, s = (int(v) for v in rng.integers(0, 40, size=3) // [1, 1, 2] + [0, 0, 8])
-            mask = np.zeros((64, 64), bool)
-            mask[y:y + s, x:x + s] = True
-            crowd = int(image_id == 3 and k == 0)
-            label = int(rng.integers(1, 3))
-            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": label, "segmentation": rle(mask),
-                         "area": float(mask.sum()), "bbox": [x, y, s, s], "iscrowd": crowd})
-            dx, dy = (int(v) for v in rng.integers(-3, 4, size=2))
-            pred = np.zeros((64, 64), bool)
-            pred[max(0, y + dy):y + dy + s, max(0, x + dx):x + dx + s] = True
-            wrong = rng.random() < 0.2
-            results.append({"image_id": image_id, "category_id": 3 - label if wrong else label,
-                            "score": float(rng.random()), "segmentation": rle(pred),
-                            "bbox": [float(max(0, x + dx)), float(max(0, y + dy)), float(s), float(s)]})
-    path = tmp_path / "gt.json"
-    path.write_text(json.dumps({"images": images, "annotations": anns,
-                                "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}))
-    return path, results
+from tests.conftest import rle
 
 
 def pycocotools_stats(gt_path, results, iou_type):

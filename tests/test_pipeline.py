@@ -114,10 +114,17 @@ def test_report_matches_metrics(bench):
         assert row.segm_map == pytest.approx(pytorch["segm_map"]) and row.ir_segm_map == pytest.approx(ir["segm_map"])
         assert row.ir_bf16_segm_map == pytest.approx(bf16["segm_map"]) and bf16["inference_precision"] in ("bf16", "f32")
         assert row.bbox_map == pytest.approx(pytorch["bbox_map"]) and row.gflops == pytorch["gflops"] > 0
+        for found in (pytorch, ir, bf16):  # every interval holds its point, PyTorch's and each IR's
+            assert found["segm_map_low"] <= found["segm_map"] <= found["segm_map_high"]
+            assert found["bbox_map_low"] <= found["bbox_map"] <= found["bbox_map_high"]
+            assert 0 <= found["deploy_f1"] <= 100 and "deploy_threshold" in found
+        replicates = json.loads((folder / "pytorch_bootstrap.json").read_text())
+        assert len(replicates["segm_map"]) == 1000 and row.segm_map_low == pytest.approx(pytorch["segm_map_low"])
     markdown = (repo / "reports" / "benchmark.md").read_text()
+    assert "**Fine-tune `" in markdown.split("## Recommendation", 1)[1].split("\n## ", 1)[0]
     for template in TEMPLATES:
         line = next(l for l in markdown.splitlines() if l.startswith(f"| {template} "))
-        cells = [c.strip() for c in line.strip("|").split("|")]
+        cells = [c.strip().split(" [")[0] for c in line.strip("|").split("|")]  # the points, before their intervals
         average, per_dataset = float(cells[3]), [float(c) for c in cells[4:4 + len(DATASETS)]]
         assert average == pytest.approx(sum(per_dataset) / len(DATASETS), abs=0.06)
         summary = json.loads((repo / "reports" / "summary.json").read_text())

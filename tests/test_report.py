@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -22,6 +23,10 @@ def metrics(tmp_path):
             "segm_map": segm, "bbox_map": segm + 1, "gflops": 3.0, "params_m": 11.0, "latency_ms": 2 * LATENCY[template],
             "finished": f"2026-11-22T0{seed}:00:00+00:00", "cpu": "test CPU", "cpu_cores": 2}))
         (folder / "ir_fp32.json").write_text(json.dumps({"segm_map": segm, "latency_ms": LATENCY[template]}))
+        # Bootstrap replicates as evaluate writes them: here 101 values spread 2 points around the cell's mAP.
+        spread = np.linspace(-2, 2, 101)
+        (folder / report.BOOTSTRAP_FILE).write_text(json.dumps({"segm_map": list(segm + spread),
+                                                                "bbox_map": list(segm + 1 + spread)}))
         (folder / "per_class.json").write_text(json.dumps({"cat": {"segm_ap": segm, "segm_ap50": 1, "bbox_ap": 1,
                                                                    "bbox_ap50": 1}}))
     (tmp_path / "stats").mkdir()
@@ -46,11 +51,31 @@ def test_two_seeds_give_mean_and_std_of_the_per_seed_metrics(metrics, tmp_path):
     write(metrics, tmp_path / "reports")
     markdown = (tmp_path / "reports" / "benchmark.md").read_text()
     cells = table_row(markdown, "Segm mAP", "fast")
-    # Per seed: averages 40 and 47; per dataset 60/64 and 20/30.
-    assert cells[3:6] == ["43.5 ± 4.9", "62.0 ± 2.8", "25.0 ± 7.1"]
+    # Per seed: averages 40 and 47; per dataset 60/64 and 20/30; then each one's 95% interval.
+    assert [c.split(" [")[0] for c in cells[3:6]] == ["43.5 ± 4.9", "62.0 ± 2.8", "25.0 ± 7.1"]
     assert "mean ± std over seeds 0, 1" in markdown
     summary = json.loads((tmp_path / "reports" / "summary.json").read_text())
-    assert summary["slow"] == {"segm_map_average": 56.0, "segm_map_pets": 70.5, "segm_map_wgisd_1": 41.5}
+    points = {"segm_map_average": 56.0, "segm_map_pets": 70.5, "segm_map_wgisd_1": 41.5}
+    assert {k: v for k, v in summary["slow"].items() if k in points} == points
+    for name, point in points.items():  # seeds drawn too: the interval is wider than one seed's 2 points
+        assert summary["slow"][f"{name}_low"] < point - 1 and summary["slow"][f"{name}_high"] > point + 1
+
+
+def test_recommendation_agrees_with_the_tables(metrics, tmp_path):
+    """slow beats fast by 12.5 points on average, far beyond the replicates' 2-point spread: the report says
+    to fine-tune slow, on average and on each dataset, and the paired table calls the gap distinguishable."""
+    write(metrics, tmp_path / "reports")
+    markdown = (tmp_path / "reports" / "benchmark.md").read_text()
+    advice = markdown.split("## Recommendation\n", 1)[1].split("\n## ", 1)[0]
+    assert "**Fine-tune `slow` (56.0 [" in advice
+    assert "- pets: best `slow` (70.5 [" in advice and "indistinguishable: none; choose `slow`" in advice
+    average = table_row(markdown, "How sure", "average")
+    assert average[1:3] == ["slow", "fast"] and average[3].startswith("+12.5 [") and average[4:] == ["1.000", "yes"]
+    ranks = table_row(markdown, "How sure", "slow")
+    assert ranks[1:3] == ["1.00", "2"]
+    for low, high, point in zip(*(pd.read_csv(tmp_path / "reports" / "benchmark.csv")[c]
+                                  for c in ("segm_map_low", "segm_map_high", "segm_map"))):
+        assert np.isnan(low) or low <= point <= high
 
 
 def test_pareto_front_and_plots(metrics, tmp_path):
@@ -75,7 +100,7 @@ def test_missing_cell_reads_not_run(metrics, tmp_path):
     (metrics / "metrics" / report.cell("slow", "pets", 1) / "pytorch.json").unlink()
     write(metrics, tmp_path / "reports")
     cells = table_row((tmp_path / "reports" / "benchmark.md").read_text(), "Segm mAP", "slow")
-    assert cells[3] == "not run" and cells[4] == "not run" and cells[5] == "41.5 ± 2.1"
+    assert cells[3] == "not run" and cells[4] == "not run" and cells[5].startswith("41.5 ± 2.1 [")
 
 
 def test_interrupted_report_leaves_the_previous_one_whole(metrics, tmp_path, monkeypatch):
