@@ -1,6 +1,12 @@
-"""The project's COCO evaluation against pycocotools on one predictions file: same 12 stats, time.
+"""The project's COCO evaluation against pycocotools on one predictions file: same 12 stats, time; and what
+the bootstrap intervals (pipelines.confidence) add to an evaluation.
 
-    python benchmarks/evaluation.py [--images 300]
+    python benchmarks/evaluation.py [--images 300] [--cell tiny-pets] [--resamples 1000]
+
+With `--cell TEMPLATE-DATASET` (after `make benchmark`, which trains models/<cell>-seed0/model.pt), the
+evaluate stage's work on that dataset's test split is timed part by part: PyTorch predictions, COCO
+scoring (what evaluation was before intervals), the bootstrap, and the validation-split predictions and
+F1 threshold (the deploy numbers).
 
 Builds a synthetic ground truth (elliptic objects of three classes, some crowd regions) and jittered
 predictions with false positives, then runs pycocotools and `pipelines.evaluation.evaluate` on the
@@ -80,10 +86,50 @@ def pycocotools_stats(gt_path: Path, results: list) -> tuple[dict, float]:
     return stats, time.perf_counter() - start
 
 
+def timed(function):
+    start = time.perf_counter()
+    value = function()
+    return value, time.perf_counter() - start
+
+
+def bootstrap_cost(cell: str, resamples: int) -> None:
+    """Times the evaluate stage's parts on one trained cell of the default run."""
+    from pipelines import engines
+    from pipelines.config import load_params
+    from pipelines.confidence import bootstrap, deployment
+    from pipelines.inference import predict_split
+
+    template, dataset = cell.split("-", 1)
+    root = Path(__file__).resolve().parents[1]
+    test, val = (root / "data" / "prepared" / dataset / f"{split}.json" for split in ("test", "val"))
+    loaded = engines.load(load_params(root / "params.yaml").templates[template].engine,
+                          root / "models" / f"{cell}-seed0" / "model.pt")
+    predictor = engines.torch_predictor(loaded.graph)
+    predict = lambda split: predict_split(predictor, split, loaded.input_spec, loaded.score_threshold)  # noqa: E731
+    results, predicting = timed(lambda: predict(test))
+    _, scoring = timed(lambda: evaluate(test, json.loads(json.dumps(results))))
+    _, resampling = timed(lambda: bootstrap(test, results, resamples, 0))
+    val_results, val_predicting = timed(lambda: predict(val))
+    _, thresholding = timed(lambda: deployment(val, val_results, test, results))
+    before = predicting + scoring
+    print(f"\n{cell}: {len(json.loads(test.read_text())['images'])} test images, {len(results)} detections")
+    print(f"test predictions {predicting:.2f} s, COCO scoring {scoring:.2f} s, bootstrap ({resamples} resamples, "
+          f"segm and bbox) {resampling:.2f} s, val predictions {val_predicting:.2f} s, F1 threshold {thresholding:.2f} s")
+    print(f"evaluation without intervals {before:.2f} s; with the bootstrap {before + resampling:.2f} s "
+          f"({(before + resampling) / before:.2f}x); with the deploy numbers too "
+          f"{before + resampling + val_predicting + thresholding:.2f} s "
+          f"({(before + resampling + val_predicting + thresholding) / before:.2f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--cell", help="TEMPLATE-DATASET of the default run: time the bootstrap on its test split")
+    parser.add_argument("--resamples", type=int, default=1000)
     args = parser.parse_args()
+    if args.cell:
+        bootstrap_cost(args.cell, args.resamples)
+        return
     ground_truth, results = synthetic_case(args.images)
     with tempfile.TemporaryDirectory() as tmp:
         gt_path = Path(tmp) / "gt.json"
