@@ -46,7 +46,9 @@ class TemplateSpec:
     size_divisor: int = 32         # keep_ratio, stretch: input sides padded to a multiple of this
     momentum: float = 0.9
     weight_decay: float = 0.0001
-    warmup_iters: int = 0          # linear warm-up over this many iterations
+    warmup_iters: int = 0          # linear warm-up over this many iterations...
+    warmup_ratio: float = 0.0      # ... from this share of lr
+    min_lr_ratio: float = 0.0      # cosine: the lr it ends at, as a share of lr
     schedule: str = "cosine"       # cosine | constant | plateau (ReduceLROnPlateau on val segm mAP)
     grad_clip: float = 0.0         # max gradient norm; 0 turns clipping off
     num_workers: int = 0           # DataLoader worker processes
@@ -56,7 +58,8 @@ class TemplateSpec:
     plateau_factor: float = 0.1    # ... and by how much
     ema_decay: float = 0.0         # EMA of the weights (validated and kept instead of the raw ones); 0: off
     early_stop_patience: int = 0   # stop after this many epochs without a better val segm mAP; 0: never
-    scale_range: list = (1.0, 1.0) # multiscale: the image fills a random share of the canvas in this range
+    scale_range: list = (1.0, 1.0) # multiscale: the image is resized to a random share of input_size in this range
+    dataset_repeats: int = 1       # an epoch passes over the training images this many times
     amp: bool = True               # mixed precision on CUDA (ignored on CPU)
     score_threshold: float = 0.05  # keep detections above this score; low so mAP sees the whole PR curve
     seed: int = 0                  # not in params.yaml: the train stage sets it from `run.seeds`

@@ -384,8 +384,9 @@ def write_report(long: pd.DataFrame, classes: pd.DataFrame, metrics_dir: Path, s
         "Segm and bbox mAP@[.5:.95] in percent on each dataset's test split; the average is the plain mean "
         f"over datasets ({spread}). In brackets, the 95% interval from resampling the test images (and the "
         "seeds, with several): how far the number could move on another test set of the same size. GFLOPs are "
-        "multiply-accumulates of one inference on the template's square input (the seed's convention), averaged "
-        "over datasets (the class count changes the heads slightly). A cell reading `not run` belongs to a stage "
+        "counted as the seed's are (2 x multiply-accumulates) for one inference on the template's square input, the "
+        "box and mask heads each on 100 boxes, averaged over datasets "
+        "(the class count changes the heads slightly). A cell reading `not run` belongs to a stage "
         "that has not run or failed.",
         "## Segm mAP", _markdown(benchmark_table(long, datasets, segm)),
         "![segm mAP per dataset](segm_map.png)",

@@ -49,6 +49,17 @@ class ModelAdapter(Protocol):
         """The model as a `pipelines.inference` predictor graph (in eval mode) dropping detections that score
         below `spec.score_threshold`."""
 
+    def counted_forward(self, model: torch.nn.Module, images: torch.Tensor) -> None:
+        """The work `complexity` counts: backbone, neck and RPN head on `images`, the box head on
+        COUNTED_ROIS[0] RoIs and the mask head on COUNTED_ROIS[1]."""
+
+
+# The RoI heads' workload in complexity figures: 100 boxes through the box head and 100 through the mask head,
+# the detections every seed template keeps per image. The seed's counter (OTE's get_flops.py, mmdet 2.x) ran
+# its heads on the proposals of one input, a number that depends on the weights and the image; with these
+# counts the OTE templates land within 10% of its published GFLOPs (README: "Complexity").
+COUNTED_ROIS = (100, 100)
+
 
 def input_spec(spec) -> inference.InputSpec:
     """The pre-processing template `spec` asks for, the same in training, evaluation and the IR."""
@@ -117,15 +128,17 @@ def collate(batch):
     return padded, targets
 
 
-def lr_factor(iteration: int, total: int, warmup: int, schedule: str) -> float:
-    """Multiplier of the base learning rate: linear warm-up, then cosine decay to 0, or constant
-    (`plateau` is constant here; ReduceLROnPlateau lowers it between epochs)."""
+def lr_factor(iteration: int, total: int, warmup: int, schedule: str, warmup_ratio: float = 0.0,
+              min_ratio: float = 0.0) -> float:
+    """Multiplier of the base learning rate: linear warm-up from `warmup_ratio`, then cosine decay to
+    `min_ratio`, or constant (`plateau` is constant here; ReduceLROnPlateau lowers it between epochs)."""
     if iteration < warmup:
-        return (iteration + 1) / warmup
+        return warmup_ratio + (1 - warmup_ratio) * (iteration + 1) / warmup
     if schedule in ("constant", "plateau"):
         return 1.0
     if schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * (iteration - warmup) / max(1, total - warmup)))
+        progress = (iteration - warmup) / max(1, total - warmup)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
     raise ValueError(f"unknown schedule {schedule!r}; expected cosine, constant or plateau")
 
 
@@ -295,6 +308,8 @@ def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, log=print,
     torch.manual_seed(spec.seed)
     labels = [c["name"] for c in json.loads((data_dir / "train.json").read_text())["categories"]]
     dataset = CocoInstances(data_dir / "train.json", input_spec(spec), flip=True, scale_range=spec.scale_range)
+    if spec.dataset_repeats > 1:  # an epoch passes over the training images this many times
+        dataset = torch.utils.data.ConcatDataset([dataset] * spec.dataset_repeats)
     generator = torch.Generator().manual_seed(spec.seed)
     sampler = torch.utils.data.DistributedSampler(dataset, world, rank, shuffle=True, seed=spec.seed) \
         if world > 1 else None
@@ -307,7 +322,8 @@ def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, log=print,
         log(f"training on {device} in {precision}" + (f", {world} processes (DDP)" if world > 1 else ""))
     total = spec.epochs * len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(training.optimizer,
-                                                  lambda i: lr_factor(i, total, spec.warmup_iters, spec.schedule))
+                                                  lambda i: lr_factor(i, total, spec.warmup_iters, spec.schedule,
+                                                                    spec.warmup_ratio, spec.min_lr_ratio))
     out_dir.mkdir(parents=True, exist_ok=True)
     resume_file, key = out_dir / RESUME_FILE, fingerprint(spec, data_dir)
     saved = _load_resume(resume_file, key, log)
@@ -412,15 +428,19 @@ def load(checkpoint: Path, adapter: ModelAdapter) -> Loaded:
 
 
 def complexity(checkpoint: Path, adapter: ModelAdapter) -> dict:
-    """GFLOPs of one inference at the template's input size (on a blank image), and parameters in millions.
+    """GFLOPs of one inference at the template's square input size and parameters in millions, with the
+    seed's convention (OTE's get_flops.py): GFLOPs = 2 x multiply-accumulates of convolutions and matrix
+    products, the RoI heads counted on COUNTED_ROIS proposals whatever the image holds."""
+    model, spec, _ = restore(checkpoint, adapter)
+    return count_complexity(model, adapter, spec.input_size)
 
-    FLOPs are counted as multiply-accumulates, the convention of the seed's table (mmcv's get_flops).
-    """
+
+def count_complexity(model: torch.nn.Module, adapter: ModelAdapter, size: int) -> dict:
+    """`complexity` of a built model at a `size` x `size` input."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model, spec, _ = restore(checkpoint, adapter)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        adapter.inference_graph(model, spec)(torch.zeros(1, 3, spec.input_size, spec.input_size))
-    return {"gflops": round(counter.get_total_flops() / 2 / 1e9, 3),
+        adapter.counted_forward(model.eval(), torch.zeros(1, 3, size, size))
+    return {"gflops": round(counter.get_total_flops() / 1e9, 3),
             "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3)}

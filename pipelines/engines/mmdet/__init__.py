@@ -3,7 +3,7 @@
 and DVCLive records are the same for every engine. mmcv's compiled ops come from ops.py when mmcv was
 installed without them."""
 
-from pipelines.engines.mmdet.model import InferenceGraph, build_model, losses
+from pipelines.engines.mmdet.model import InferenceGraph, build_model, counted_forward, losses
 
 # Module names, as they appear in the exported IR's layer names, of the parts that decode and pool
 # boxes: INT8 export keeps their arithmetic in float (see pipelines.export.quantize_int8).
@@ -15,6 +15,7 @@ class Adapter:
 
     build = staticmethod(build_model)
     losses = staticmethod(losses)
+    counted_forward = staticmethod(counted_forward)
 
     @staticmethod
     def inference_graph(model, spec):

@@ -17,10 +17,12 @@ import torchvision
 from torch import nn
 
 from pipelines.config import engine_options
-from pipelines.engines import PretrainedWeightsError, load_fitting_weights
+from pipelines.engines import PretrainedWeightsError
 from pipelines.engines.mmdet import ops
 
 ops.install()  # before mmcv.ops is imported: mmdet imports it everywhere
+
+from pipelines.engines.mmdet import backbones  # noqa: E402
 
 from mmdet.registry import MODELS  # noqa: E402
 from mmdet.structures import DetDataSample  # noqa: E402
@@ -34,10 +36,12 @@ from mmengine.structures import InstanceData  # noqa: E402
 import mmdet  # noqa: E402
 
 register_all_modules(init_default_scope=True)
+backbones.register()
 MMLogger.get_current_instance().setLevel(logging.WARNING)  # not every layer's initialisation, one by one
 
 # mmdet ships its config zoo inside the package.
 ZOO = Path(mmdet.__file__).parent / ".mim" / "configs"
+PROJECT = Path(__file__).resolve().parents[3]
 
 
 @dataclass(frozen=True)
@@ -45,13 +49,17 @@ class ModelSpec:
     """The engine's keys under a template's `model` (see pipelines.config.engine_options)."""
     config: str = "mask_rcnn/mask-rcnn_r50_fpn_1x_coco"  # a config of mmdet's zoo, or a .py file in the project
     overrides: dict = field(default_factory=dict)  # dotted keys under the config's `model`, e.g. backbone.depth: 18
-    pretrained_sha256: str = ""    # checksum of the `pretrained` file or URL, checked when given
+    pretrained_sha256: str = ""    # sha256 of the `pretrained` file or URL, checked when given; a prefix of at
+                                   # least 8 digits will do (OpenMMLab's file names end with the first 8)
 
 
 def config_path(name: str) -> Path:
-    """A config file of the project, or mmdet's zoo config of that name (folder optional, `.py` optional)."""
-    if name.endswith(".py") and Path(name).is_file():
-        return Path(name)
+    """A config file (relative to the working directory or the project), or mmdet's zoo config of that name
+    (folder optional, `.py` optional)."""
+    if name.endswith(".py"):
+        for folder in (Path.cwd(), PROJECT):  # a project path works from any working directory
+            if (folder / name).is_file():
+                return folder / name
     stem = name.removesuffix(".py")
     candidates = [ZOO / f"{stem}.py"] if "/" in stem else sorted(ZOO.glob(f"*/{stem}.py"))
     found = [c for c in candidates if c.is_file()]
@@ -116,19 +124,47 @@ def checkpoint_file(source: str, sha256: str = "") -> Path:
                                          f"`pretrained` to an existing file, a URL or `none`")
     if sha256:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if digest != sha256:
+        if len(sha256) < 8 or not digest.startswith(sha256.lower()):
             raise PretrainedWeightsError(f"{path} has sha256 {digest}, not the template's {sha256}: a different "
                                          f"or damaged file; delete it to download it again")
     return path
 
 
-def load_pretrained(model: nn.Module, path: Path) -> None:
-    """Loads an mmdet checkpoint (`state_dict`, or a plain state dict), skipping the weights whose shape
-    differs: the class-specific layers, rebuilt for this dataset."""
+# Layers whose shape follows the class count: rebuilt for the dataset, never loaded from another one.
+CLASS_LAYERS = (".fc_cls.", ".fc_reg.", ".conv_logits.")
+# A checkpoint must fill these entirely: a start that leaves part of them random is not the template's.
+REQUIRED_PARTS = ("backbone.", "neck.")
+
+
+def load_pretrained(model: nn.Module, path: Path, log=print) -> None:
+    """Loads an mmdet checkpoint (mmdet 2.x or 3.x: the key layout of Mask R-CNN is the same) into `model`:
+    every tensor but the class-specific layers (rebuilt for this dataset) must fit. Refused, naming the key:
+    a tensor of another shape outside those layers, a backbone or neck tensor the checkpoint lacks. Other
+    missing or unexpected tensors are printed."""
     # mmdet checkpoints hold metadata objects besides tensors, which weights_only refuses: the file is
     # one the template names, trusted like its config.
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    load_fitting_weights(model, state.get("state_dict", state.get("model", state)), path)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    state = checkpoint.get("state_dict", checkpoint.get("model", checkpoint))
+    state = {key.removeprefix("module."): value for key, value in state.items()}
+    own = model.state_dict()
+    rebuilt = [k for k in own if k in state and own[k].shape != state[k].shape and any(c in k for c in CLASS_LAYERS)]
+    for key in own:
+        if key in state and own[key].shape != state[key].shape and key not in rebuilt:
+            raise PretrainedWeightsError(f"{path}: {key} has shape {list(state[key].shape)}, the template's "
+                                         f"{list(own[key].shape)}: the checkpoint is of another architecture")
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    required = [k for k in missing if k.startswith(REQUIRED_PARTS)]
+    if required:
+        raise PretrainedWeightsError(f"{path} lacks {len(required)} backbone/neck tensors of the template, "
+                                     f"first {required[0]}: the checkpoint is of another architecture")
+    unexpected = [k for k in state if k not in own]
+    model.load_state_dict({k: v for k, v in state.items() if k in own and k not in rebuilt}, strict=False)
+    loaded = len(own) - len(missing) - len(rebuilt)
+    log(f"pretrained {path.name}: {loaded} tensors loaded; rebuilt for this dataset's classes: {rebuilt or 'none'}")
+    if missing:
+        log(f"  not in the checkpoint (left as initialised): {missing}")
+    if unexpected:
+        log(f"  in the checkpoint but not in the template (ignored): {unexpected}")
 
 
 def data_samples(images: torch.Tensor, targets: list) -> list:
@@ -149,6 +185,18 @@ def losses(model: nn.Module, images: torch.Tensor, targets: list) -> dict:
     found = model(images, data_samples(images, targets), mode="loss")
     return {name: sum(value) if isinstance(value, (list, tuple)) else value
             for name, value in found.items() if "loss" in name}
+
+
+def counted_forward(model: nn.Module, images: torch.Tensor) -> None:
+    """What complexity figures count (see pipelines.training.COUNTED_ROIS): backbone, neck and RPN head, and
+    the RoI heads on a fixed number of boxes."""
+    from pipelines.training import COUNTED_ROIS
+    features = model.extract_feat(images)
+    model.rpn_head(features)
+    roi_head, (height, width) = model.roi_head, images.shape[-2:]
+    rois = images.new_tensor([[0, 0, 0, width, height]]).expand(max(COUNTED_ROIS), 5)
+    roi_head.bbox_head(_pool(roi_head.bbox_roi_extractor, features, rois[:COUNTED_ROIS[0]]))
+    roi_head.mask_head(_pool(roi_head.mask_roi_extractor, features, rois[:COUNTED_ROIS[1]]))
 
 
 class _Step(nn.Module):

@@ -2,7 +2,7 @@
 
 import torch
 
-from pipelines.engines.torchvision.model import InferenceGraph, build_model
+from pipelines.engines.torchvision.model import InferenceGraph, build_model, counted_forward
 
 # Module names, as they appear in the exported IR's layer names, of the parts that decode and pool
 # boxes: INT8 export keeps their arithmetic in float (see pipelines.export.quantize_int8).
@@ -14,6 +14,7 @@ class Adapter:
     training mode; its score threshold is part of the model (box_score_thresh)."""
 
     build = staticmethod(build_model)
+    counted_forward = staticmethod(counted_forward)
 
     @staticmethod
     def losses(model, images: torch.Tensor, targets: list) -> dict:
