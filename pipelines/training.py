@@ -49,16 +49,16 @@ class ModelAdapter(Protocol):
         """The model as a `pipelines.inference` predictor graph (in eval mode) dropping detections that score
         below `spec.score_threshold`."""
 
-    def counted_forward(self, model: torch.nn.Module, images: torch.Tensor) -> None:
-        """The work `complexity` counts: backbone, neck and RPN head on `images`, the box head on
-        COUNTED_ROIS[0] RoIs and the mask head on COUNTED_ROIS[1]."""
+    def counted_forward(self, model: torch.nn.Module, images: torch.Tensor, rois: int) -> None:
+        """The work `complexity` counts: backbone, neck and RPN head on `images`, the box and mask heads each
+        on `rois` boxes."""
 
 
-# The RoI heads' workload in complexity figures: 100 boxes through the box head and 100 through the mask head,
-# the detections every seed template keeps per image. The seed's counter (OTE's get_flops.py, mmdet 2.x) ran
-# its heads on the proposals of one input, a number that depends on the weights and the image; with these
-# counts the OTE templates land within 10% of its published GFLOPs (README: "Complexity").
-COUNTED_ROIS = (100, 100)
+# The RoI heads' workload in complexity figures: the box and mask heads each on 100 boxes, the detections every
+# seed template keeps per image. The seed's counter (OTE's get_flops.py, mmdet 2.x) ran its heads on the
+# proposals of one input, a number that depends on the weights and the image; with this count the OTE templates
+# land within 10% of its published GFLOPs (README, "What runs").
+COUNTED_ROIS = 100
 
 
 def input_spec(spec) -> inference.InputSpec:
@@ -430,7 +430,7 @@ def load(checkpoint: Path, adapter: ModelAdapter) -> Loaded:
 def complexity(checkpoint: Path, adapter: ModelAdapter) -> dict:
     """GFLOPs of one inference at the template's square input size and parameters in millions, with the
     seed's convention (OTE's get_flops.py): GFLOPs = 2 x multiply-accumulates of convolutions and matrix
-    products, the RoI heads counted on COUNTED_ROIS proposals whatever the image holds."""
+    products, the box and mask heads each counted on COUNTED_ROIS boxes whatever the image holds."""
     model, spec, _ = restore(checkpoint, adapter)
     return count_complexity(model, adapter, spec.input_size)
 
@@ -441,6 +441,6 @@ def count_complexity(model: torch.nn.Module, adapter: ModelAdapter, size: int) -
 
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        adapter.counted_forward(model.eval(), torch.zeros(1, 3, size, size))
+        adapter.counted_forward(model.eval(), torch.zeros(1, 3, size, size), COUNTED_ROIS)
     return {"gflops": round(counter.get_total_flops() / 1e9, 3),
             "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3)}

@@ -87,6 +87,16 @@ def export_test_irs(graph, folder: Path, float_scopes, precisions=("fp32", "fp16
     return rng
 
 
+def prepared_wgisd(root: Path, train: int, test: int) -> Path:
+    """Demo WGISD with `train` and `test` images written under `root` and prepared (a quarter of train to val);
+    returns the prepared folder."""
+    from pipelines.datasets import demo
+    from pipelines.datasets.prepare import prepare
+    demo.make_wgisd(root / "raw", train, test, seed=0)
+    prepare("wgisd", root / "raw", root / "prepared", {}, {"train": "train", "test": "test"}, 1.0, 0.25, 0.2, 0)
+    return root / "prepared"
+
+
 def rle(mask):
     encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     encoded["counts"] = encoded["counts"].decode("ascii")

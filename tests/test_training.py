@@ -13,9 +13,8 @@ import pytest
 import torch
 
 from pipelines import engines, training
-from pipelines.datasets import demo
-from pipelines.datasets.prepare import prepare
 from pipelines.inference import InputSpec
+from tests.conftest import prepared_wgisd
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,10 +26,7 @@ def fit(spec, data, out, **options):
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("wgisd")
-    demo.make_wgisd(root / "raw", 16, 4, seed=0)
-    prepare("wgisd", root / "raw", root / "prepared", {}, {"train": "train", "test": "test"}, 1.0, 0.25, 0.2, 0)
-    return root / "prepared"
+    return prepared_wgisd(tmp_path_factory.mktemp("wgisd"), 16, 4)
 
 
 @pytest.mark.parametrize("resize_mode", ["letterbox", "keep_ratio", "stretch"])

@@ -187,16 +187,15 @@ def losses(model: nn.Module, images: torch.Tensor, targets: list) -> dict:
             for name, value in found.items() if "loss" in name}
 
 
-def counted_forward(model: nn.Module, images: torch.Tensor) -> None:
-    """What complexity figures count (see pipelines.training.COUNTED_ROIS): backbone, neck and RPN head, and
-    the RoI heads on a fixed number of boxes."""
-    from pipelines.training import COUNTED_ROIS
+def counted_forward(model: nn.Module, images: torch.Tensor, rois: int) -> None:
+    """What complexity figures count (see pipelines.training.complexity): backbone, neck and RPN head, and the
+    box and mask heads each on `rois` boxes."""
     features = model.extract_feat(images)
     model.rpn_head(features)
     roi_head, (height, width) = model.roi_head, images.shape[-2:]
-    rois = images.new_tensor([[0, 0, 0, width, height]]).expand(max(COUNTED_ROIS), 5)
-    roi_head.bbox_head(_pool(roi_head.bbox_roi_extractor, features, rois[:COUNTED_ROIS[0]]))
-    roi_head.mask_head(_pool(roi_head.mask_roi_extractor, features, rois[:COUNTED_ROIS[1]]))
+    boxes = images.new_tensor([[0, 0, 0, width, height]]).expand(rois, 5)
+    roi_head.bbox_head(_pool(roi_head.bbox_roi_extractor, features, boxes))
+    roi_head.mask_head(_pool(roi_head.mask_roi_extractor, features, boxes))
 
 
 class _Step(nn.Module):

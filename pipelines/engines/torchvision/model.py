@@ -173,19 +173,16 @@ def load_pretrained(model: nn.Module, path: Path) -> None:
     load_fitting_weights(model, state.get("model", state), path)
 
 
-def counted_forward(model: MaskRCNN, images: torch.Tensor) -> None:
-    """What complexity figures count (see pipelines.training.COUNTED_ROIS): backbone, FPN and RPN head, and
-    the RoI heads on a fixed number of boxes."""
-    from pipelines.training import COUNTED_ROIS
+def counted_forward(model: MaskRCNN, images: torch.Tensor, rois: int) -> None:
+    """What complexity figures count (see pipelines.training.complexity): backbone, FPN and RPN head, and the
+    box and mask heads each on `rois` boxes."""
     sizes = [(images.shape[-2], images.shape[-1])]
     features = model.backbone(images)
     model.rpn.head(list(features.values()))
     heads = model.roi_heads
-    boxes = images.new_tensor([[0, 0, sizes[0][1], sizes[0][0]]])
-    pooled = heads.box_roi_pool(features, [boxes.expand(COUNTED_ROIS[0], 4)], sizes)
-    heads.box_predictor(heads.box_head(pooled))
-    pooled = heads.mask_roi_pool(features, [boxes.expand(COUNTED_ROIS[1], 4)], sizes)
-    heads.mask_predictor(heads.mask_head(pooled))
+    boxes = [images.new_tensor([[0, 0, sizes[0][1], sizes[0][0]]]).expand(rois, 4)]
+    heads.box_predictor(heads.box_head(heads.box_roi_pool(features, boxes, sizes)))
+    heads.mask_predictor(heads.mask_head(heads.mask_roi_pool(features, boxes, sizes)))
 
 
 class InferenceGraph(nn.Module):

@@ -97,12 +97,8 @@ def test_every_seed_template_names_its_coco_snapshot_and_checksum():
 
 @pytest.fixture(scope="module")
 def wgisd(tmp_path_factory):
-    from pipelines.datasets import demo
-    from pipelines.datasets.prepare import prepare
-    root = tmp_path_factory.mktemp("wgisd")
-    demo.make_wgisd(root / "raw", 8, 4, seed=0)
-    prepare("wgisd", root / "raw", root / "prepared", {}, {"train": "train", "test": "test"}, 1.0, 0.25, 0.25, 0)
-    return root / "prepared"
+    from tests.conftest import prepared_wgisd
+    return prepared_wgisd(tmp_path_factory.mktemp("wgisd"), 8, 4)
 
 
 SMALL_SIZE = 128  # every template here runs at 128 px: one epoch of R-101 at its 1024 would take minutes on 2 cores
