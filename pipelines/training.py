@@ -27,7 +27,7 @@ from PIL import Image
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from pipelines import inference
+from pipelines import devices, inference
 from pipelines.config import TemplateSpec
 from pipelines.engines import Loaded, TrainResult, torch_predictor
 from pipelines.evaluation import coco_metrics
@@ -282,12 +282,16 @@ def _save_atomically(state: dict, path: Path) -> None:
     os.replace(tmp, path)  # a kill while saving leaves the previous epoch's file whole
 
 
-def _device():
-    if torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", 0))
-        torch.cuda.set_device(local)
-        return torch.device("cuda", local)
-    return torch.device("cpu")
+def _device(log=print):
+    """The CPU, or the GPU this process claims (pipelines.devices): under torchrun the one it was given."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    gpus = [str(torch.cuda.get_device_properties(i).uuid) for i in range(torch.cuda.device_count())]
+    local_rank = os.environ.get("LOCAL_RANK")
+    index = devices.claim(gpus, int(local_rank) if local_rank is not None else None, devices.cells_per_gpu(),
+                          log=log)
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
 
 
 def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, log=print,
@@ -301,7 +305,7 @@ def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, log=print,
     receives every epoch's record (restored ones first) in process 0 only.
     """
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
-    device = _device()
+    device = _device(log)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     random.seed(spec.seed + rank)

@@ -8,21 +8,18 @@ user's machine: it must never count as a change.
 """
 
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from pipelines.datasets import demo
+from tests.repos import edit_params, project_repo, ran_stages, run
 
-ROOT = Path(__file__).resolve().parents[1]
 # One dataset per importer (the reference sets' other variants differ in options only), and a user's COCO
 # data added by a params.yaml entry alone.
 DATASETS = ["cityscapes", "pets", "wgisd_5", "user_coco"]
@@ -34,42 +31,16 @@ TEMPLATES = ["tiny", "mmdet_r18"]  # one template of each engine
 PRECISIONS = ["fp32", "bf16"]
 
 
-def run(args, cwd, check=True):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", GIT_AUTHOR_NAME="t",
-               GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and result.returncode:
-        raise AssertionError(f"{args} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result
-
-
-def ran_stages(output: str) -> set:
-    return set(re.findall(r"Running stage '([^']+)'", output))
-
-
 def cell_stages(templates, datasets=DATASETS, precisions=PRECISIONS, stages=("train", "evaluate", "export")) -> set:
     names = {f"{stage}@{t}-{d}-0" for stage in stages for t in templates for d in datasets}
     return names | {f"validate@{t}-{d}-0-{p}" for t in templates for d in datasets for p in precisions}
 
 
-def edit_params(repo: Path, change) -> None:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    change(params)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     """A git repository holding this project on a tiny profile, after its first `dvc repro`, committed
-    with dvc.lock and the metrics as a user would; returns its path and the repro's output."""
-    repo = tmp_path_factory.mktemp("bench") / "repo"
-    files = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], ROOT).stdout.split()
-    for name in files:
-        if (ROOT / name).is_file() and not name.startswith(("metrics/", "models/", "data/demo", "data/prepared")):
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-
+    as a user would (dvc.lock and reports/summary.json; the outputs are in DVC's cache); returns its path
+    and the repro's output."""
     def tiny_profile(params):
         params["demo"].update(cityscapes={"train": 8, "val": 4}, pets={"trainval": 12, "test": 6},
                               wgisd={"train": 12, "test": 6})
@@ -80,12 +51,10 @@ def bench(tmp_path_factory):
                               "user_coco": USER_COCO}
         params["export"].update(precisions=PRECISIONS, calibration_images=2)
         params["speed"].update(warmup=1, repeats=2, throughput_seconds=0.3)
-    edit_params(repo, tiny_profile)
+    repo = project_repo(tmp_path_factory.mktemp("bench") / "repo", tiny_profile)
     demo.make_coco_json(repo / "data" / "demo" / "user_coco", 12, 6, seed=0)
-    run(["git", "init", "-q"], repo)
-    run(["git", "add", "-A"], repo)
     run(["git", "add", "-f", "data/demo/user_coco"], repo)  # the user's own data, kept in git
-    run(["git", "commit", "-qm", "tiny profile"], repo)
+    run(["git", "commit", "-qm", "a user's own COCO data"], repo)
     first = run(["dvc", "repro"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "first run"], repo)

@@ -1,0 +1,54 @@
+"""Copies of this project as git + DVC repositories, driven by the real `git` and `dvc` commands, as a user's
+shell would: Python writes bytecode (PYTHONDONTWRITEBYTECODE is removed), and `python` is this interpreter."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(args, cwd, check=True):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", GIT_AUTHOR_NAME="t",
+               GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode:
+        raise AssertionError(f"{args} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def ran_stages(output: str) -> set:
+    """The stages whose command DVC ran, from its own output."""
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def restored_stages(output: str) -> set:
+    """The stages DVC restored from its run-cache instead of running, from its own output."""
+    return set(re.findall(r"Stage '([^']+)' is cached - skipping run", output))
+
+
+def edit_params(repo: Path, change) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    change(params)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def project_repo(repo: Path, profile) -> Path:
+    """A new git repository at `repo` holding this project's files (no outputs) with `profile` applied to
+    params.yaml, committed; DVC outputs are left to `dvc repro`."""
+    files = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], ROOT).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file() and not name.startswith(("metrics/", "models/", "data/demo", "data/prepared")):
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    edit_params(repo, profile)
+    run(["git", "init", "-q"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "profile"], repo)
+    return repo
