@@ -13,11 +13,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(args, cwd, check=True):
+def environment(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", GIT_AUTHOR_NAME="t",
-               GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+               GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t", **extra)
+    return env
+
+
+def run(args, cwd, check=True, **env):
+    """Runs `args` in `cwd` (with `env` added to the environment); fails the test with its output if it fails."""
+    result = subprocess.run(args, cwd=cwd, env=environment(**env), capture_output=True, text=True)
     if check and result.returncode:
         raise AssertionError(f"{args} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result

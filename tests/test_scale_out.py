@@ -1,7 +1,9 @@
 """One benchmark computed by several machines, on one box: clones of one git repository are the machines and a
 local folder is their shared DVC remote (README, "Spreading the benchmark"). Each worker computes its own
-template's cells and pushes them with DVC's run-cache; a gathering clone restores all of them from the
-run-cache and computes only the report. A worker killed mid-way reruns only the stages it had not finished."""
+template's cells and pushes them with DVC's run-cache, one as the README's experiment, one as a task of the
+Slurm job array (cluster/slurm.sbatch, run by bash with Slurm's variables set); a gathering clone restores
+all of them from the run-cache and computes only the report. A worker killed mid-way reruns only the stages
+it had not finished."""
 
 import json
 import os
@@ -15,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.repos import project_repo, ran_stages, restored_stages, run
+from tests.repos import ROOT, environment, project_repo, ran_stages, restored_stages, run
 
 DATASET, TEMPLATES = "wgisd_1", ["tiny", "mmdet_r18"]
 CELL_STAGES = {f"{stage}@{template}-{DATASET}-0" for stage in ("train", "evaluate", "export") for template in TEMPLATES}
@@ -47,13 +49,13 @@ def dvc_lock_stages(repo: Path) -> set:
         return set()
 
 
-def killed_after(repo: Path, args: list, stage: str, limit_s: float = 600) -> set:
-    """Runs `args` in `repo` and SIGKILLs it and all it started as soon as `stage` is finished; returns the
-    stages finished by then."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    process = subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+def killed_after(args: list, cwd: Path, env: dict, repo: Path, stage: str, limit_s: float = 600):
+    """Runs `args` and SIGKILLs it and all it started as soon as `repo`'s dvc.lock records `stage`; returns the
+    stages finished by then and what it printed."""
+    log = cwd / "killed.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(args, cwd=cwd, env=environment(**env), stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
     start = time.monotonic()
     while stage not in dvc_lock_stages(repo):
         assert process.poll() is None, f"{args} ended before {stage} finished"
@@ -61,7 +63,13 @@ def killed_after(repo: Path, args: list, stage: str, limit_s: float = 600) -> se
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    return dvc_lock_stages(repo)
+    while time.monotonic() - start < limit_s:  # until the kernel has removed every process of the group
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    return dvc_lock_stages(repo), log.read_text()
 
 
 @pytest.mark.slow
@@ -77,19 +85,20 @@ def test_two_machines_share_one_benchmark_through_the_run_cache(tmp_path):
         {s for s in CELL_STAGES if "tiny" in s}, first.stdout[-3000:]
     run(["dvc", "push", "--run-cache"], a)
 
-    # Machine B: the stage-glob form, killed once its training is finished, then run again.
-    b = machine(origin, "machine-b")
-    shard = ["dvc", "repro", "--pull", "--glob", "*@mmdet_r18-*"]  # its train, evaluate, export, validate
-    finished = killed_after(b, shard, f"train@mmdet_r18-{DATASET}-0")
+    # Machine B: array task 1 of the Slurm job, killed once its training is finished, then run again (requeued).
+    task = ["bash", str(ROOT / "cluster" / "slurm.sbatch"), *TEMPLATES]
+    slurm = dict(SLURM_ARRAY_TASK_ID="1", SLURM_SUBMIT_DIR=str(origin), SHARD_ROOT=str(tmp_path / "machine-b"),
+                 BENCH_VENV=sys.prefix)
+    b = tmp_path / "machine-b" / "mmdet_r18"
+    finished, killed = killed_after(task, tmp_path, slurm, b, f"train@mmdet_r18-{DATASET}-0")
+    # The data stages A pushed were restored on B, not recomputed: their keys do not depend on the templates run.
+    assert restored_stages(killed) == {"demo_data", f"prepare@{DATASET}"}, killed[-3000:]
     remaining = {s for s in CELL_STAGES if "mmdet_r18" in s} - finished
     assert remaining, "killed too late: nothing was left to rerun"
-    rerun = run(shard, b)
+    rerun = run(task, tmp_path, **slurm)
     # A stage whose command had finished when the kill came is restored from the run-cache, not rerun.
     assert ran_stages(rerun.stdout) | restored_stages(rerun.stdout) == remaining, rerun.stdout[-3000:]
     assert ran_stages(rerun.stdout) and not ran_stages(rerun.stdout) & finished
-    # The data stages A pushed were restored on B, not recomputed: their keys do not depend on the templates run.
-    assert {"demo_data", f"prepare@{DATASET}"} <= finished and "demo_data" not in ran_stages(rerun.stdout)
-    run(["dvc", "push", "--run-cache"], b)
 
     # The gathering machine: every cell is restored from the run-cache; only the report is computed.
     gather = machine(origin, "gather")
