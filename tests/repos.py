@@ -38,6 +38,12 @@ def restored_stages(output: str) -> set:
     return set(re.findall(r"Stage '([^']+)' is cached - skipping run", output))
 
 
+def cell_stages(templates, datasets, precisions) -> set:
+    """DVC's names of the train, evaluate, export and validate stages of these cells, seed 0."""
+    names = {f"{stage}@{t}-{d}-0" for stage in ("train", "evaluate", "export") for t in templates for d in datasets}
+    return names | {f"validate@{t}-{d}-0-{p}" for t in templates for d in datasets for p in precisions}
+
+
 def edit_params(repo: Path, change) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     change(params)

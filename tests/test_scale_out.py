@@ -17,11 +17,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.repos import ROOT, environment, project_repo, ran_stages, restored_stages, run
+from tests.repos import ROOT, cell_stages, environment, project_repo, ran_stages, restored_stages, run
 
 DATASET, TEMPLATES = "wgisd_1", ["tiny", "mmdet_r18"]
-CELL_STAGES = {f"{stage}@{template}-{DATASET}-0" for stage in ("train", "evaluate", "export") for template in TEMPLATES}
-CELL_STAGES |= {f"validate@{template}-{DATASET}-0-fp32" for template in TEMPLATES}
+CELL_STAGES = cell_stages(TEMPLATES, [DATASET], ["fp32"])
 
 
 def one_dataset_one_epoch(params):
@@ -82,7 +81,7 @@ def test_two_machines_share_one_benchmark_through_the_run_cache(tmp_path):
     a = machine(origin, "machine-a")
     first = run(["dvc", "exp", "run", "-S", "run.templates=[tiny]"], a)
     assert {s for s in ran_stages(first.stdout) if "@" in s and not s.startswith("prepare")} == \
-        {s for s in CELL_STAGES if "tiny" in s}, first.stdout[-3000:]
+        cell_stages(["tiny"], [DATASET], ["fp32"]), first.stdout[-3000:]
     run(["dvc", "push", "--run-cache"], a)
 
     # Machine B: array task 1 of the Slurm job, killed once its training is finished, then run again (requeued).
@@ -93,7 +92,7 @@ def test_two_machines_share_one_benchmark_through_the_run_cache(tmp_path):
     finished, killed = killed_after(task, tmp_path, slurm, b, f"train@mmdet_r18-{DATASET}-0")
     # The data stages A pushed were restored on B, not recomputed: their keys do not depend on the templates run.
     assert restored_stages(killed) == {"demo_data", f"prepare@{DATASET}"}, killed[-3000:]
-    remaining = {s for s in CELL_STAGES if "mmdet_r18" in s} - finished
+    remaining = cell_stages(["mmdet_r18"], [DATASET], ["fp32"]) - finished
     assert remaining, "killed too late: nothing was left to rerun"
     rerun = run(task, tmp_path, **slurm)
     # A stage whose command had finished when the kill came is restored from the run-cache, not rerun.
