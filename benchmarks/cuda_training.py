@@ -24,7 +24,7 @@ from unittest import mock
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipelines import engines  # noqa: E402
+from pipelines import engines, training  # noqa: E402
 from pipelines.config import load_params  # noqa: E402
 
 
@@ -32,7 +32,8 @@ def run(spec, data: Path) -> dict:
     torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
-        result = engines.train(spec, data, Path(out), log=lambda m: print("   ", m, flush=True))
+        result = training.fit(spec, engines.adapter(spec.engine), data, Path(out),
+                              log=lambda m: print("   ", m, flush=True))
     last = result.history[-1]
     return {"images_per_second": last["images_per_second"], "data_wait": last["data_wait_share"],
             "peak_gib": torch.cuda.max_memory_allocated() / 2**30,

@@ -34,7 +34,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.transforms.functional import to_tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipelines import engines, training  # noqa: E402
+from pipelines import engines, inference, training  # noqa: E402
 from pipelines.config import load_params  # noqa: E402
 from pipelines.datasets import demo  # noqa: E402
 from pipelines.datasets.prepare import prepare  # noqa: E402
@@ -98,11 +98,11 @@ def runner_pass(spec, initial: dict, split: Path, num_classes: int, work: Path) 
         images, targets = training.collate(batch)
         return {"inputs": images, "data_samples": data_samples(images, targets)}
 
-    model = engines.get("mmdet").Adapter.build(spec, num_classes)
+    model = engines.adapter("mmdet").build(spec, num_classes)
     model.load_state_dict(initial)
     model.init_weights = lambda: None  # the Runner initialises weights at the start: keep the shared ones
     loader = torch.utils.data.DataLoader(
-        training.CocoInstances(split, training.input_spec(spec), flip=True), batch_size=spec.batch_size,
+        training.CocoInstances(split, inference.template_input(spec), flip=True), batch_size=spec.batch_size,
         shuffle=True, collate_fn=collate, generator=torch.Generator().manual_seed(0), num_workers=spec.num_workers)
     clock = Clock()
     runner = Runner(model=model, work_dir=str(work / "runner"), train_dataloader=loader,
@@ -118,7 +118,7 @@ def runner_pass(spec, initial: dict, split: Path, num_classes: int, work: Path) 
 
 def project_pass(spec, initial: dict, loader, num_classes: int) -> tuple[float, float]:
     """One pass of `train_one_epoch`; returns seconds and the data-wait share."""
-    adapter = engines.get(spec.engine).Adapter
+    adapter = engines.adapter(spec.engine)
     run = training.Training(spec, adapter, num_classes, torch.Generator().manual_seed(0), 1, torch.device("cpu"))
     run.model.load_state_dict(initial)
     scheduler = torch.optim.lr_scheduler.LambdaLR(run.optimizer, lambda i: 1.0)
@@ -131,9 +131,9 @@ def compare(name: str, spec, split: Path, work: Path, repeats: int) -> tuple:
     """Best images/s of the project's loop and of the engine's own trainer, and the data-wait share."""
     num_classes = len(json.loads(split.read_text())["categories"])
     torch.manual_seed(0)
-    initial = engines.get(spec.engine).Adapter.build(spec, num_classes).state_dict()
+    initial = engines.adapter(spec.engine).build(spec, num_classes).state_dict()
     batch = dict(batch_size=spec.batch_size, shuffle=True, collate_fn=training.collate, num_workers=spec.num_workers)
-    ours = torch.utils.data.DataLoader(training.CocoInstances(split, training.input_spec(spec), flip=True),
+    ours = torch.utils.data.DataLoader(training.CocoInstances(split, inference.template_input(spec), flip=True),
                                        generator=torch.Generator().manual_seed(0), **batch)
     images = len(ours.dataset)
     project_times, other_times, waits = [], [], []
@@ -147,7 +147,7 @@ def compare(name: str, spec, split: Path, work: Path, repeats: int) -> tuple:
         if spec.engine == "mmdet":
             other_times.append(runner_pass(spec, initial, split, num_classes, work))
         else:
-            plain_model = engines.get(spec.engine).Adapter.build(spec, num_classes)
+            plain_model = engines.adapter(spec.engine).build(spec, num_classes)
             plain_model.load_state_dict(initial)
             # The references' setup: the model's transform resizes (here to the same input size) and normalises.
             plain_model.transform = GeneralizedRCNNTransform(spec.input_size, spec.input_size,

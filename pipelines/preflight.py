@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from pipelines import engines
+from pipelines.engines.contract import PretrainedWeightsError
 from pipelines.config import PARAMS_FILE, load_params
 
 
@@ -28,8 +29,8 @@ def missing_weights(params, templates: list) -> list:
         spec = params.templates[name]
         print(f"template {name}: pretrained {spec.pretrained}", flush=True)
         try:
-            engines.get(spec.engine).Adapter.build(spec, 1)
-        except engines.PretrainedWeightsError as error:
+            engines.adapter(spec.engine).build(spec, 1)
+        except PretrainedWeightsError as error:
             problems.append(f"template {name}: {error}")
     return problems
 

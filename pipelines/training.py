@@ -17,7 +17,6 @@ import random
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import pycocotools.mask as mask_utils
@@ -27,44 +26,10 @@ from PIL import Image
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from pipelines import devices, inference
-from pipelines.config import TemplateSpec
-from pipelines.engines import Loaded, TrainResult, torch_predictor
+from pipelines import cells, checkpoints, devices, inference
+from pipelines.engines.contract import ModelAdapter, TrainResult
 from pipelines.evaluation import coco_metrics
 
-RESUME_FILE = "resume.pt"
-
-
-class ModelAdapter(Protocol):
-    """What an engine gives the loop."""
-
-    def build(self, spec, num_classes: int) -> torch.nn.Module:
-        """A model in training mode for `num_classes` object classes, started from `spec.pretrained`."""
-
-    def losses(self, model: torch.nn.Module, images: torch.Tensor, targets: list) -> dict:
-        """The named scalar losses of one batch (`images` [B, 3, H, W] preprocessed, `targets` one dict of
-        boxes (x0, y0, x1, y1), labels (1-based) and masks (H x W) per image); `model` may be DDP-wrapped."""
-
-    def inference_graph(self, model: torch.nn.Module, spec) -> torch.nn.Module:
-        """The model as a `pipelines.inference` predictor graph (in eval mode) dropping detections that score
-        below `spec.score_threshold`."""
-
-    def counted_forward(self, model: torch.nn.Module, images: torch.Tensor, rois: int) -> None:
-        """The work `complexity` counts: backbone, neck and RPN head on `images`, the box and mask heads each
-        on `rois` boxes."""
-
-
-# The RoI heads' workload in complexity figures: the box and mask heads each on 100 boxes, the detections every
-# seed template keeps per image. The seed's counter (OTE's get_flops.py, mmdet 2.x) ran its heads on the
-# proposals of one input, a number that depends on the weights and the image; with this count the OTE templates
-# land within 10% of its published GFLOPs (README, "What runs").
-COUNTED_ROIS = 100
-
-
-def input_spec(spec) -> inference.InputSpec:
-    """The pre-processing template `spec` asks for, the same in training, evaluation and the IR."""
-    return inference.InputSpec(size=spec.input_size, mean=tuple(spec.mean), std=tuple(spec.std),
-                               channels=spec.channels, resize_mode=spec.resize_mode, size_divisor=spec.size_divisor)
 
 
 class CocoInstances(torch.utils.data.Dataset):
@@ -294,6 +259,21 @@ def _device(log=print):
     return torch.device("cuda", index)
 
 
+def _loader(spec, data_dir: Path, world: int, rank: int):
+    """The training split's loader (each process its share under DDP), its sampler and its random generator."""
+    dataset = CocoInstances(data_dir / "train.json", inference.template_input(spec), flip=True,
+                            scale_range=spec.scale_range)
+    if spec.dataset_repeats > 1:  # an epoch passes over the training images this many times
+        dataset = torch.utils.data.ConcatDataset([dataset] * spec.dataset_repeats)
+    generator = torch.Generator().manual_seed(spec.seed)
+    sampler = torch.utils.data.DistributedSampler(dataset, world, rank, shuffle=True, seed=spec.seed) \
+        if world > 1 else None
+    loader = torch.utils.data.DataLoader(dataset, batch_size=spec.batch_size, shuffle=sampler is None,
+                                         sampler=sampler, num_workers=spec.num_workers, collate_fn=collate,
+                                         generator=generator, persistent_workers=spec.num_workers > 0)
+    return loader, sampler, generator
+
+
 def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, log=print,
         on_epoch=lambda record: None) -> TrainResult:
     """Trains template `spec`, whose models `adapter` builds, on the prepared dataset in `data_dir`; writes
@@ -311,15 +291,7 @@ def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, log=print,
     random.seed(spec.seed + rank)
     torch.manual_seed(spec.seed)
     labels = [c["name"] for c in json.loads((data_dir / "train.json").read_text())["categories"]]
-    dataset = CocoInstances(data_dir / "train.json", input_spec(spec), flip=True, scale_range=spec.scale_range)
-    if spec.dataset_repeats > 1:  # an epoch passes over the training images this many times
-        dataset = torch.utils.data.ConcatDataset([dataset] * spec.dataset_repeats)
-    generator = torch.Generator().manual_seed(spec.seed)
-    sampler = torch.utils.data.DistributedSampler(dataset, world, rank, shuffle=True, seed=spec.seed) \
-        if world > 1 else None
-    loader = torch.utils.data.DataLoader(dataset, batch_size=spec.batch_size, shuffle=sampler is None,
-                                         sampler=sampler, num_workers=spec.num_workers, collate_fn=collate,
-                                         generator=generator, persistent_workers=spec.num_workers > 0)
+    loader, sampler, generator = _loader(spec, data_dir, world, rank)
     training = Training(spec, adapter, len(labels), generator, world, device)
     if rank == 0:
         precision = f"mixed precision ({str(training.amp_dtype)[6:]})" if training.amp_dtype else "full precision"
@@ -329,15 +301,8 @@ def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, log=print,
                                                   lambda i: lr_factor(i, total, spec.warmup_iters, spec.schedule,
                                                                     spec.warmup_ratio, spec.min_lr_ratio))
     out_dir.mkdir(parents=True, exist_ok=True)
-    resume_file, key = out_dir / RESUME_FILE, fingerprint(spec, data_dir)
-    saved = _load_resume(resume_file, key, log)
-    if saved:
-        training.restore(saved["training"])
-        scheduler.load_state_dict(saved["scheduler"])
-    if saved and rank == 0:
-        log(f"resuming from {resume_file}: epoch {training.epoch} of {spec.epochs} done")
-        for record in training.history:
-            on_epoch(record)
+    resume_file, key = out_dir / cells.RESUME_FILE, fingerprint(spec, data_dir)
+    _resume(training, scheduler, _load_resume(resume_file, key, log), resume_file, rank, log, on_epoch)
     if world > 1:
         training.step_model = torch.nn.parallel.DistributedDataParallel(training.model)
 
@@ -347,45 +312,62 @@ def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, log=print,
         if spec.schedule != "plateau" or scheduler.last_epoch < spec.warmup_iters:
             scheduler.step()
     while training.epoch < spec.epochs and not _stop_early(training.history, spec.early_stop_patience):
-        epoch = training.epoch + 1
         if sampler is not None:
-            sampler.set_epoch(epoch)
-        start = time.monotonic()
-        try:
-            losses = train_one_epoch(training, loader, step_lr, epoch, show_progress=rank == 0)
-            losses["images_per_second"] *= world  # every process trains on its own share at about the same pace
-        except FloatingPointError as error:
-            last = f"{resume_file} (epoch {training.epoch})" if training.epoch else "none: it was the first epoch"
-            raise FloatingPointError(f"{error}; lower the learning rate. Last good checkpoint: {last}") from None
-        except torch.OutOfMemoryError:
-            raise MemoryError(f"out of memory training this template: lower its batch_size ({spec.batch_size}) "
-                              f"or input_size ({spec.input_size}) in params.yaml") from None
-        val = _validate(training, data_dir, world, rank)
-        training.epoch = epoch
-        record = {"epoch": epoch, "lr": training.optimizer.param_groups[0]["lr"], **losses,
-                  "val_segm_map": val["segm_map"], "val_bbox_map": val["bbox_map"],
-                  "seconds": round(time.monotonic() - start, 1)}
-        training.history.append(record)
-        if training.best is None or val["segm_map"] > training.best:
-            training.best = val["segm_map"]
-            training.best_state = {k: v.detach().cpu().clone() for k, v in training.evaluated().state_dict().items()}
-        if training.plateau:
-            training.plateau.step(val["segm_map"])
+            sampler.set_epoch(training.epoch + 1)
+        record = _epoch(training, loader, step_lr, data_dir, world, rank, resume_file)
         if rank == 0:
             _save_atomically({"fingerprint": key, "training": training.state(), "scheduler": scheduler.state_dict()},
                              resume_file)
             on_epoch(record)
-            log(f"epoch {epoch}/{spec.epochs}: loss {sum(v for k, v in losses.items() if k.startswith('loss')):.3f}, "
-                f"val segm mAP {val['segm_map']:.1f}, bbox mAP {val['bbox_map']:.1f} ({record['seconds']} s, "
-                f"training {losses['images_per_second']} images/s)")
+            loss = sum(v for k, v in record.items() if k.startswith("loss"))
+            log(f"epoch {record['epoch']}/{spec.epochs}: loss {loss:.3f}, val segm mAP {record['val_segm_map']:.1f}, "
+                f"bbox mAP {record['val_bbox_map']:.1f} ({record['seconds']} s, "
+                f"training {record['images_per_second']} images/s)")
     best_epoch = max(training.history, key=lambda h: h["val_segm_map"])["epoch"]
     if rank == 0:
-        torch.save({"model": training.best_state, "template": asdict(spec), "labels": labels, "epoch": best_epoch},
-                   out_dir / "model.pt")
+        checkpoints.save(out_dir / cells.MODEL_FILE, training.best_state, spec, labels, best_epoch)
         resume_file.unlink()
     if world > 1:
         dist.barrier()
     return TrainResult(training.history, best_epoch, training.best)
+
+
+def _resume(training: Training, scheduler, saved: dict | None, resume_file: Path, rank: int, log, on_epoch) -> None:
+    """Continues a killed run from its saved state, replaying its epochs' records to `on_epoch`."""
+    if not saved:
+        return
+    training.restore(saved["training"])
+    scheduler.load_state_dict(saved["scheduler"])
+    if rank == 0:
+        log(f"resuming from {resume_file}: epoch {training.epoch} of {training.spec.epochs} done")
+        for record in training.history:
+            on_epoch(record)
+
+
+def _epoch(training: Training, loader, step_lr, data_dir: Path, world: int, rank: int, resume_file: Path) -> dict:
+    """One epoch: training, validation, the best weights so far, the plateau schedule; returns its record."""
+    spec, epoch, start = training.spec, training.epoch + 1, time.monotonic()
+    try:
+        losses = train_one_epoch(training, loader, step_lr, epoch, show_progress=rank == 0)
+        losses["images_per_second"] *= world  # every process trains on its own share at about the same pace
+    except FloatingPointError as error:
+        last = f"{resume_file} (epoch {training.epoch})" if training.epoch else "none: it was the first epoch"
+        raise FloatingPointError(f"{error}; lower the learning rate. Last good checkpoint: {last}") from None
+    except torch.OutOfMemoryError:
+        raise MemoryError(f"out of memory training this template: lower its batch_size ({spec.batch_size}) "
+                          f"or input_size ({spec.input_size}) in params.yaml") from None
+    val = _validate(training, data_dir, world, rank)
+    training.epoch = epoch
+    record = {"epoch": epoch, "lr": training.optimizer.param_groups[0]["lr"], **losses,
+              "val_segm_map": val["segm_map"], "val_bbox_map": val["bbox_map"],
+              "seconds": round(time.monotonic() - start, 1)}
+    training.history.append(record)
+    if training.best is None or val["segm_map"] > training.best:
+        training.best = val["segm_map"]
+        training.best_state = {k: v.detach().cpu().clone() for k, v in training.evaluated().state_dict().items()}
+    if training.plateau:
+        training.plateau.step(val["segm_map"])
+    return record
 
 
 def _stop_early(history: list, patience: int) -> bool:
@@ -402,49 +384,11 @@ def _validate(training: Training, data_dir: Path, world: int, rank: int) -> dict
     if rank == 0:
         # The graph sets eval mode; the next epoch sets train mode again.
         graph = training.adapter.inference_graph(training.evaluated(), training.spec)
-        results = inference.predict_split(torch_predictor(graph, training.device), data_dir / "val.json",
-                                          input_spec(training.spec), training.spec.score_threshold)
+        results = inference.predict_split(checkpoints.torch_predictor(graph, training.device), data_dir / "val.json",
+                                          inference.template_input(training.spec), training.spec.score_threshold)
         val = coco_metrics(data_dir / "val.json", results)
     if world > 1:
         shared = [val]
         dist.broadcast_object_list(shared, src=0)
         val = shared[0]
     return val
-
-
-def restore(checkpoint: Path, adapter: ModelAdapter):
-    """The trained model a `model.pt` holds (in eval mode), its template and its labels."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    # The trained weights replace any pretrained start, so none is loaded here.
-    spec = TemplateSpec(**{**state["template"], "pretrained": "none"})
-    model = adapter.build(spec, len(state["labels"]))
-    model.load_state_dict(state["model"])
-    return model.eval(), spec, state["labels"]
-
-
-def load(checkpoint: Path, adapter: ModelAdapter) -> Loaded:
-    """What evaluation and export need of a trained model. The graph keeps the template's score threshold:
-    detections below it never reach the mask head. (Exporting with no threshold, to leave it all to
-    post-processing, made the IR compute 100 masks per image and ran 1.8x slower for the same mAP; an IR's
-    `predict` can raise the threshold, not lower it.)"""
-    model, spec, labels = restore(checkpoint, adapter)
-    return Loaded(adapter.inference_graph(model, spec), input_spec(spec), labels, spec.score_threshold)
-
-
-def complexity(checkpoint: Path, adapter: ModelAdapter) -> dict:
-    """GFLOPs of one inference at the template's square input size and parameters in millions, with the
-    seed's convention (OTE's get_flops.py): GFLOPs = 2 x multiply-accumulates of convolutions and matrix
-    products, the box and mask heads each counted on COUNTED_ROIS boxes whatever the image holds."""
-    model, spec, _ = restore(checkpoint, adapter)
-    return count_complexity(model, adapter, spec.input_size)
-
-
-def count_complexity(model: torch.nn.Module, adapter: ModelAdapter, size: int) -> dict:
-    """`complexity` of a built model at a `size` x `size` input."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        adapter.counted_forward(model.eval(), torch.zeros(1, 3, size, size), COUNTED_ROIS)
-    return {"gflops": round(counter.get_total_flops() / 1e9, 3),
-            "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3)}

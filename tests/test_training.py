@@ -12,7 +12,7 @@ import pycocotools.mask as mask_utils
 import pytest
 import torch
 
-from pipelines import engines, training
+from pipelines import cells, engines, training
 from pipelines.inference import InputSpec
 from tests.conftest import prepared_wgisd
 
@@ -91,7 +91,7 @@ def test_fit_is_deterministic(prepared, engine_spec, tmp_path):
     assert untimed(first.history) == untimed(second.history)
     a, b = (torch.load(d / "model.pt", weights_only=False) for d in (tmp_path / "a", tmp_path / "b"))
     assert a["labels"] == ["grape"] and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    assert not (tmp_path / "a" / training.RESUME_FILE).exists()  # removed once training finished
+    assert not (tmp_path / "a" / cells.RESUME_FILE).exists()  # removed once training finished
 
 
 def scripted_fit(monkeypatch, spec, prepared, out, val_maps):
@@ -102,7 +102,7 @@ def scripted_fit(monkeypatch, spec, prepared, out, val_maps):
     states = []
 
     def snapshot(record):  # called after the epoch was saved to resume.pt
-        states.append(torch.load(out / training.RESUME_FILE, weights_only=False)["training"])
+        states.append(torch.load(out / cells.RESUME_FILE, weights_only=False)["training"])
     return fit(spec, prepared, out, log=lambda _: None, on_epoch=snapshot), states
 
 
@@ -158,16 +158,16 @@ def test_killed_training_resumes_from_its_last_epoch_with_the_same_result(prepar
     out = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "-c", RUN, str(ROOT), json.dumps(dataclasses.asdict(spec)),
                                 str(prepared), str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while not (out / training.RESUME_FILE).exists():  # epoch 1 is saved: kill it during epoch 2
+    while not (out / cells.RESUME_FILE).exists():  # epoch 1 is saved: kill it during epoch 2
         assert process.poll() is None, "training ended before it could be killed"
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    saved_epoch = torch.load(out / training.RESUME_FILE, weights_only=False)["training"]["epoch"]
+    saved_epoch = torch.load(out / cells.RESUME_FILE, weights_only=False)["training"]["epoch"]
     assert saved_epoch < 3
     logged = []
     resumed = fit(spec, prepared, out, log=logged.append)
-    assert f"resuming from {out / training.RESUME_FILE}: epoch {saved_epoch} of 3 done" in logged
+    assert f"resuming from {out / cells.RESUME_FILE}: epoch {saved_epoch} of 3 done" in logged
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     assert untimed(resumed.history) == untimed(straight.history)
     a, b = (torch.load(d / "model.pt", weights_only=False)["model"] for d in (tmp_path / "straight", out))
@@ -177,7 +177,7 @@ def test_killed_training_resumes_from_its_last_epoch_with_the_same_result(prepar
 def test_resume_file_of_another_recipe_is_not_used(prepared, tiny_spec, tmp_path):
     fit(tiny_spec(epochs=1), prepared, tmp_path, log=lambda _: None)
     (tmp_path / "model.pt").rename(tmp_path / "old.pt")
-    torch.save({"fingerprint": "something else"}, tmp_path / training.RESUME_FILE)
+    torch.save({"fingerprint": "something else"}, tmp_path / cells.RESUME_FILE)
     logged = []
     fit(tiny_spec(epochs=1), prepared, tmp_path, log=logged.append)
     assert any("belongs to another recipe or data: training from the start" in m for m in logged)

@@ -40,7 +40,7 @@ def test_only_an_engines_folder_imports_its_library():
 def test_a_third_engine_is_a_folder_and_one_registry_line(tmp_path, monkeypatch, tiny_spec):
     """An engine whose folder re-uses torchvision's models under another name: registered by one line, the
     stages' functions train, load and measure it without knowing it."""
-    from pipelines import engines
+    from pipelines import checkpoints, complexity, engines, training
     from pipelines.datasets import demo
     from pipelines.datasets.prepare import prepare
 
@@ -51,8 +51,11 @@ def test_a_third_engine_is_a_folder_and_one_registry_line(tmp_path, monkeypatch,
     monkeypatch.setitem(engines.ENGINES, "third", "third_engine")
     demo.make_wgisd(tmp_path / "raw", 8, 4, seed=0)
     prepare("wgisd", tmp_path / "raw", tmp_path / "prepared", {}, {"train": "train", "test": "test"}, 1.0, 0.25, 0.2, 0)
-    result = engines.train(tiny_spec(engine="third"), tmp_path / "prepared", tmp_path / "model", log=lambda m: None)
+    adapter = engines.adapter("third")
+    result = training.fit(tiny_spec(engine="third"), adapter, tmp_path / "prepared", tmp_path / "model",
+                          log=lambda m: None)
     assert result.best_epoch == 1
-    loaded = engines.load("third", tmp_path / "model" / "model.pt")
+    loaded = checkpoints.load(tmp_path / "model" / "model.pt", adapter)
     assert loaded.labels == ["grape"] and loaded.input_spec.size == 96
-    assert engines.complexity("third", tmp_path / "model" / "model.pt")["params_m"] > 11
+    model, spec, _ = checkpoints.restore(tmp_path / "model" / "model.pt", adapter)
+    assert complexity.count(model, adapter, spec.input_size)["params_m"] > 11

@@ -13,7 +13,7 @@ import psutil
 import torch
 import yaml
 
-from pipelines import training
+from pipelines import cells
 from pipelines.datasets import demo
 from pipelines.datasets.prepare import prepare
 
@@ -37,11 +37,11 @@ def test_torchrun_writes_once_and_a_resumed_run_logs_each_epoch_once(tmp_path, t
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     recipe = {k: v for k, v in dataclasses.asdict(tiny_spec(epochs=3)).items() if k != "seed"}
     params["templates"] = {"tiny": recipe}
-    params["run"]["templates"] = ["tiny"]
+    params["run"].update(templates={"torchvision": ["tiny"], "mmdet": []}, seeds=[0])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
 
     first = torchrun(tmp_path, data, 29541)
-    resume = tmp_path / "models" / "cell" / training.RESUME_FILE
+    resume = tmp_path / "models" / "cell" / cells.RESUME_FILE
     while not resume.exists():  # epoch 1 is saved: kill every process during epoch 2
         assert first.poll() is None, first.stdout.read()
         time.sleep(0.05)
@@ -65,6 +65,9 @@ def test_torchrun_writes_once_and_a_resumed_run_logs_each_epoch_once(tmp_path, t
         steps = [int(row.split("\t")[0]) for row in curve.read_text().splitlines()[1:]]
         assert steps == [1, 2, 3], (curve.name, steps)
     summary = json.loads((metrics / "train.json").read_text())
-    assert summary["epochs_run"] == 3 and json.loads((metrics / "template.json").read_text())["epochs"] == 3
+    assert summary["epochs_run"] == 3 and yaml.safe_load((metrics / cells.RECIPE_FILE).read_text())["epochs"] == 3
+    # DVCLive's summary holds the kept epoch's numbers, not the last epoch's.
+    kept = json.loads((metrics / "live" / "metrics.json").read_text())
+    assert kept["step"] == summary["best_epoch"] and kept["val"]["segm_map"] == summary["best_val_segm_map"]
     saved = torch.load(tmp_path / "models" / "cell" / "model.pt", weights_only=False)
     assert saved["labels"] == ["grape"] and not any(k.startswith("module.") for k in saved["model"])
