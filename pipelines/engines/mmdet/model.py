@@ -16,13 +16,14 @@ import torch
 import torchvision
 from torch import nn
 
+from pipelines import backbones
 from pipelines.config import engine_options
-from pipelines.engines import PretrainedWeightsError
+from pipelines.engines.contract import PretrainedWeightsError
 from pipelines.engines.mmdet import ops
 
 ops.install()  # before mmcv.ops is imported: mmdet imports it everywhere
 
-from pipelines.engines.mmdet import backbones  # noqa: E402
+from pipelines.engines.mmdet import backbones as mmdet_backbones  # noqa: E402
 
 from mmdet.registry import MODELS  # noqa: E402
 from mmdet.structures import DetDataSample  # noqa: E402
@@ -36,7 +37,7 @@ from mmengine.structures import InstanceData  # noqa: E402
 import mmdet  # noqa: E402
 
 register_all_modules(init_default_scope=True)
-backbones.register()
+mmdet_backbones.register()
 MMLogger.get_current_instance().setLevel(logging.WARNING)  # not every layer's initialisation, one by one
 
 # mmdet ships its config zoo inside the package.
@@ -90,8 +91,11 @@ def build_model(spec, num_classes: int) -> nn.Module:
     """The template's detector for `num_classes` object classes, initialised as its config says and then
     started from `spec.pretrained` (none, imagenet: the config's backbone start, a checkpoint file or URL)."""
     arch = engine_options(ModelSpec, spec)
+    config = model_config(spec, arch, num_classes)
+    if spec.pretrained == "imagenet" and config.backbone.type == "SharedBackbone":
+        backbones.check_input(config.backbone.name, spec.mean, spec.std, spec.channels)
     with DefaultScope.overwrite_default_scope("mmdet"):  # whatever scope an mmengine Runner left current
-        model = MODELS.build(model_config(spec, arch, num_classes))
+        model = MODELS.build(config)
     try:
         model.init_weights()
     except Exception as error:  # the config's ImageNet start downloads
@@ -188,7 +192,7 @@ def losses(model: nn.Module, images: torch.Tensor, targets: list) -> dict:
 
 
 def counted_forward(model: nn.Module, images: torch.Tensor, rois: int) -> None:
-    """What complexity figures count (see pipelines.training.complexity): backbone, neck and RPN head, and the
+    """What complexity figures count (see pipelines.complexity): backbone, neck and RPN head, and the
     box and mask heads each on `rois` boxes."""
     features = model.extract_feat(images)
     model.rpn_head(features)

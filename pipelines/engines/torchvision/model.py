@@ -1,11 +1,13 @@
 """torchvision Mask R-CNN with an FPN on a named backbone, sized by a template's params.
 
-Two architectures: `custom` builds the FPN model on any backbone of BACKBONES with the head sizes
+Two architectures: `custom` builds the FPN model on a backbone of torchvision's (BACKBONES) or one of the
+project's ImageNet backbones shared by every engine (pipelines.backbones: EfficientNet-Lite) with the head sizes
 (FPN width, box-head width, mask-head convs) as template params, since Mask R-CNN on a CPU spends
 most of its time in the heads; `maskrcnn_resnet50_fpn_v2` is torchvision's model of that name
 (ResNet-50, normalised FPN and heads), the one with COCO weights.
 """
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +23,11 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
+from pipelines import backbones
 from pipelines.config import engine_options
-from pipelines.engines import PretrainedWeightsError, load_fitting_weights
+from pipelines.engines.contract import PretrainedWeightsError, load_fitting_weights
 
 # backbone name -> (torchvision constructor, submodule holding the stages, stage -> FPN level name)
 BACKBONES = {
@@ -40,6 +43,7 @@ FPN_LEVELS = ("0", "1", "2", "3")  # plus the max-pooled "pool" level used by th
 class ModelSpec:
     """The engine's keys under a template's `model` (see pipelines.config.engine_options)."""
     backbone: str = "resnet50"     # for architecture custom: resnet18 | resnet50 | efficientnet_b2 | convnext_tiny
+                                   # (torchvision's) | efficientnet_lite0 | _lite1 | _lite2 (pipelines.backbones)
     architecture: str = "custom"   # custom (FPN and heads sized below) | maskrcnn_resnet50_fpn_v2 (torchvision's)
     fpn_channels: int = 256
     anchor_sizes: list = (32, 64, 128, 256, 512)  # one anchor size per FPN level (4 levels + pool)
@@ -47,6 +51,8 @@ class ModelSpec:
     rois_per_image: int = 512      # sampled RoIs per image for the box and mask heads
     box_head_width: int = 1024
     mask_head_channels: list = (256, 256, 256, 256)  # one conv layer per entry
+    frozen_stages: int = -1        # EfficientNet-Lite: the stem and this many stages keep their weights (-1: none)
+    norm_eval: bool = False        # EfficientNet-Lite: batch norms keep their ImageNet statistics
 
 
 # The keys each architecture uses: torchvision's own model fixes its backbone, FPN and head sizes.
@@ -62,9 +68,31 @@ def model_spec(spec) -> ModelSpec:
     return engine_options(ModelSpec, spec, ARCHITECTURE_KEYS[architecture])
 
 
-def _backbone(name: str, fpn_channels: int, imagenet: bool) -> BackboneWithFPN:
+class SharedBackboneWithFPN(nn.Module):
+    """A backbone of pipelines.backbones (feature maps of strides 4..32) with torchvision's FPN on top: the
+    feature dict torchvision's Mask R-CNN takes ("0".."3", and "pool" for the RPN)."""
+
+    def __init__(self, body: backbones.Features, out_channels: int):
+        super().__init__()
+        self.body, self.out_channels = body, out_channels
+        self.fpn = FeaturePyramidNetwork(body.channels, out_channels, extra_blocks=LastLevelMaxPool())
+
+    def forward(self, images: torch.Tensor) -> OrderedDict:
+        return self.fpn(OrderedDict(zip(FPN_LEVELS, self.body(images))))
+
+
+def _backbone(name: str, arch: ModelSpec, spec) -> nn.Module:
+    imagenet = spec.pretrained == "imagenet"
+    if name in backbones.BACKBONES:
+        if imagenet:
+            backbones.check_input(name, spec.mean, spec.std, spec.channels)
+        body = backbones.Features(name, imagenet, arch.frozen_stages, arch.norm_eval)
+        return SharedBackboneWithFPN(body, arch.fpn_channels)
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; expected one of {sorted(BACKBONES)}")
+        raise ValueError(f"unknown backbone {name!r}; expected one of {sorted(BACKBONES) + sorted(backbones.BACKBONES)}")
+    if arch.frozen_stages != -1 or arch.norm_eval:
+        raise ValueError(f"model keys frozen_stages and norm_eval apply to backbones {sorted(backbones.BACKBONES)}, "
+                         f"not to {name}")
     constructor, stages_attr, return_layers = BACKBONES[name]
     weights = "DEFAULT" if imagenet else None
     try:
@@ -79,7 +107,7 @@ def _backbone(name: str, fpn_channels: int, imagenet: bool) -> BackboneWithFPN:
     with torch.no_grad():
         outputs = IntermediateLayerGetter(body, return_layers)(torch.zeros(1, 3, 64, 64))
     in_channels = [o.shape[1] for o in outputs.values()]
-    return BackboneWithFPN(body, return_layers, in_channels, fpn_channels, extra_blocks=LastLevelMaxPool())
+    return BackboneWithFPN(body, return_layers, in_channels, arch.fpn_channels, extra_blocks=LastLevelMaxPool())
 
 
 def build_model(spec, num_classes: int) -> MaskRCNN:
@@ -95,7 +123,7 @@ def build_model(spec, num_classes: int) -> MaskRCNN:
     if pretrained == "coco":
         raise PretrainedWeightsError("torchvision has COCO weights for architecture maskrcnn_resnet50_fpn_v2 only; "
                                      "set `pretrained` to imagenet, none or a checkpoint path")
-    backbone = _backbone(arch.backbone, arch.fpn_channels, imagenet=pretrained == "imagenet")
+    backbone = _backbone(arch.backbone, arch, spec)
     anchors = AnchorGenerator(sizes=tuple((s,) for s in arch.anchor_sizes),
                               aspect_ratios=((0.5, 1.0, 2.0),) * len(arch.anchor_sizes))
     mask_channels = list(arch.mask_head_channels)
@@ -174,7 +202,7 @@ def load_pretrained(model: nn.Module, path: Path) -> None:
 
 
 def counted_forward(model: MaskRCNN, images: torch.Tensor, rois: int) -> None:
-    """What complexity figures count (see pipelines.training.complexity): backbone, FPN and RPN head, and the
+    """What complexity figures count (see pipelines.complexity): backbone, FPN and RPN head, and the
     box and mask heads each on `rois` boxes."""
     sizes = [(images.shape[-2], images.shape[-1])]
     features = model.backbone(images)
