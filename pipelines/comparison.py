@@ -1,55 +1,160 @@
-"""Which template, and how sure: statistics over the bootstrap replicates each cell's evaluation wrote.
+"""Which template, and how sure: intervals that hold both noises of a benchmark number, and verdicts from them.
 
-Replicate b of every cell on a dataset is scored on the same resampled test images (pipelines.confidence),
-so differences between templates are paired replicate by replicate. With several training seeds, a
-replicate of a template's seed mean also draws the seeds with replacement, so its spread holds both the
-test-image noise and the training noise.
+A template's number on a dataset is the mean over its training seeds of the test mAP, and it moves for two
+reasons:
+- the test images: another test set of the same size would score differently. Each cell's evaluation wrote
+  bootstrap replicates of its mAP over resampled test images (pipelines.confidence), the same resamples for
+  every cell of a dataset, so replicate b of two templates is scored on the same images (paired);
+- the training: another seed trains another model. With 2 or 3 seeds a cell's own between-seed variance is a
+  poor estimate, so it is pooled twice. Over the templates of each dataset (`pooled`: the seeds' sample
+  variances weighted by their degrees of freedom); then over datasets by empirical Bayes (`moderated`, Smyth's
+  moderated variances, as limma does for genes): the datasets' variances are taken as draws from one scaled
+  inverse chi-square distribution whose scale and degrees of freedom are estimated from their spread, and each
+  dataset's estimate is shrunk towards that scale as far as the spread allows. Datasets as different as their
+  few seeds can tell keep their own variance; datasets that look alike share one with many degrees of freedom.
+  Its uncertainty is carried by drawing, per replicate, a variance from the dataset's (posterior) scaled inverse
+  chi-square distribution and a normal deviation with it, scaled to the number of seeds: for a difference of
+  two templates on one dataset this is a t interval of the seed means, widened by the paired test-image spread.
+Each interval is the 2.5 and 97.5 percentiles of the replicates, kept within 0..100; a difference whose interval
+excludes 0 survives both noises and is "distinguishable". With a single seed nothing measures the training
+noise: intervals are the test images' alone and every verdict says so (`Comparison.training_measured`).
+
+The draws depend on the confidence seed, the dataset and the cell's own seed points, not on names: the same
+results give the same intervals, and two cells whose results are identical (the same trained models under two
+names, e.g. an experiment that changed nothing against its baseline) get identical replicates and differ by
+exactly 0, while any two cells that trained differently get independent training deviations.
 """
 
-import json
 import zlib
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.special import digamma, polygamma
 
 from pipelines.confidence import interval, win_share
 
-
-def load_replicates(metrics_dir: Path, cells: dict, name: str, value: str) -> dict:
-    """`{(template, dataset): [seeds, B] array}` of the `value` replicates in each cell's file `name`; a
-    template x dataset with any seed's file missing is left out. `cells` maps (template, dataset) to the
-    folder names of its seeds."""
-    found = {}
-    for key, folders in cells.items():
-        paths = [metrics_dir / folder / name for folder in folders]
-        if all(p.is_file() for p in paths):
-            found[key] = np.array([json.loads(p.read_text())[value] for p in paths], dtype=float)
-    return found
+# Latencies within this share of each other are the same speed on a shared machine (they vary by ~10% there).
+SAME_SPEED = 0.10
 
 
-def seed_mean_replicates(replicates: np.ndarray, template: str, seed: int) -> np.ndarray:
-    """`[B]` replicates of the mean over seeds: replicate b averages replicate b of seeds drawn with
-    replacement (one seed: its replicates as they are). The draws depend on `seed` and the template only."""
-    seeds, count = replicates.shape
-    if seeds == 1:
-        return replicates[0]
-    rng = np.random.default_rng([seed, zlib.crc32(template.encode())])
-    picks = rng.integers(0, seeds, size=(count, seeds))
-    return replicates[picks, np.arange(count)[:, None]].mean(axis=1)
+@dataclass(frozen=True)
+class Cell:
+    """One template on one dataset: the test metric of each seed and their bootstrap replicates `[seeds, B]`."""
+    points: np.ndarray
+    replicates: np.ndarray
+
+
+@dataclass(frozen=True)
+class Noise:
+    """A between-seed variance of one training's metric and its degrees of freedom (inf: taken as known)."""
+    variance: float
+    df: float
+
+
+def pooled(cells: dict, dataset: str) -> Noise:
+    """Between-seed variance of `dataset`'s cells (`{(template, dataset): Cell}`), pooled over its templates;
+    df 0 when no cell has two seeds."""
+    found = [c.points for (_, d), c in cells.items() if d == dataset and len(c.points) > 1]
+    df = sum(len(p) - 1 for p in found)
+    return Noise(float(sum((len(p) - 1) * np.var(p, ddof=1) for p in found) / df) if df else 0.0, df)
+
+
+def _trigamma_inverse(x: float) -> float:
+    """y with trigamma(y) = x, by Newton's method (Smyth 2004)."""
+    y = 0.5 + 1 / x
+    for _ in range(50):
+        trigamma = float(polygamma(1, y))
+        step = trigamma * (1 - trigamma / x) / float(polygamma(2, y))
+        y += step
+        if -step / y < 1e-8:
+            break
+    return y
+
+
+def prior(noises: list) -> Noise | None:
+    """The scaled inverse chi-square distribution the datasets' variances are drawn from (Smyth's moments of the
+    log variances); None with fewer than 3 datasets measured, too few to estimate it."""
+    found = [n for n in noises if n.df > 0 and n.variance > 0]
+    if len(found) < 3:
+        return None
+    half = np.array([n.df / 2 for n in found])
+    e = np.log([n.variance for n in found]) - digamma(half) + np.log(half)
+    excess = np.var(e, ddof=1) - np.mean(polygamma(1, half))
+    if excess <= 0:  # no more spread than sampling alone makes: one variance for all
+        return Noise(float(np.exp(e.mean())), np.inf)
+    df = 2 * _trigamma_inverse(float(excess))
+    return Noise(float(np.exp(e.mean() + digamma(df / 2) - np.log(df / 2))), df)
+
+
+def moderated(own: Noise, common: Noise | None) -> Noise:
+    """A dataset's variance shrunk towards the datasets' common distribution (its posterior scale and df)."""
+    if common is None:
+        return own
+    if np.isinf(common.df):
+        return common
+    df = common.df + own.df
+    return Noise((common.df * common.variance + own.df * own.variance) / df, df)
+
+
+def _rng(seed: int, *keys) -> np.random.Generator:
+    return np.random.default_rng([seed] + [zlib.crc32(str(k).encode()) for k in keys])
+
+
+def variance_draws(noise: Noise, count: int, seed: int, dataset: str) -> np.ndarray:
+    """`[count]` variances of the training noise of `dataset` from its scaled inverse chi-square distribution."""
+    if noise.df == 0 or noise.variance == 0:
+        return np.zeros(count)
+    if np.isinf(noise.df):
+        return np.full(count, noise.variance)
+    return noise.variance * noise.df / _rng(seed, "variance", dataset).chisquare(noise.df, size=count)
+
+
+def combined_replicates(cell: Cell, variances: np.ndarray, seed: int, dataset: str) -> np.ndarray:
+    """`[B]` replicates of the cell's seed mean under both noises: test-image replicate b of the seed mean plus a
+    training deviation drawn with variance b over the number of seeds."""
+    test = cell.replicates.mean(axis=0)
+    content = np.round(cell.points, 4).tobytes().hex()  # identical results, identical draws
+    deviations = _rng(seed, "deviation", dataset, content).standard_normal(len(test))
+    return np.clip(test + deviations * np.sqrt(variances / len(cell.points)), 0, 100)
 
 
 class Comparison:
     """Points (seed means) and replicates of one metric per template x dataset, and what follows from them."""
 
-    def __init__(self, points: pd.DataFrame, replicates: dict, seed: int):
-        """`points`: template x dataset table of seed means; `replicates`: see `load_replicates`."""
-        self.points = points
-        self.replicates = {key: seed_mean_replicates(r, key[0], seed) for key, r in replicates.items()}
+    def __init__(self, cells: dict, templates: list, datasets: list, seed: int):
+        """`cells`: `{(template, dataset): Cell}`; a template x dataset missing from it has not run (or not fully)."""
+        self.templates, self.datasets, self.seed = list(templates), list(datasets), seed
+        self.points = pd.DataFrame(
+            [[cells[(t, d)].points.mean() if (t, d) in cells else np.nan for d in self.datasets]
+             for t in self.templates], index=self.templates, columns=self.datasets)
+        self.own_noise = {d: pooled(cells, d) for d in self.datasets}
+        self.common_noise = prior(list(self.own_noise.values()))
+        self.noise = {d: moderated(n, self.common_noise) for d, n in self.own_noise.items()}
+        self.replicates = {}
+        for (template, dataset), cell in cells.items():
+            variances = variance_draws(self.noise[dataset], cell.replicates.shape[1], seed, dataset)
+            self.replicates[(template, dataset)] = combined_replicates(cell, variances, seed, dataset)
+
+    @property
+    def training_measured(self) -> bool:
+        """True when every dataset's training noise was measured (some template ran two seeds or more)."""
+        return all(n.df > 0 for n in self.noise.values())
+
+    def noise_table(self) -> pd.DataFrame:
+        """Per dataset: the between-seed standard deviation of one training pooled over templates and its degrees
+        of freedom, then as used (shrunk towards the datasets' common distribution), and theirs."""
+        def std(noise: Noise):
+            return np.sqrt(noise.variance) if noise.df else np.nan
+        return pd.DataFrame({"dataset": self.datasets,
+                             "own std": [std(self.own_noise[d]) for d in self.datasets],
+                             "own df": [self.own_noise[d].df for d in self.datasets],
+                             "std used": [std(self.noise[d]) for d in self.datasets],
+                             "df used": [self.noise[d].df for d in self.datasets]})
 
     def _average(self, template: str) -> np.ndarray | None:
         """Replicates of the template's average over datasets (None if a dataset has none)."""
-        rows = [self.replicates.get((template, d)) for d in self.points.columns]
+        rows = [self.replicates.get((template, d)) for d in self.datasets]
         return None if any(r is None for r in rows) else np.mean(rows, axis=0)
 
     def replicates_of(self, template: str, dataset: str) -> np.ndarray | None:
@@ -75,20 +180,17 @@ class Comparison:
     def pairs_table(self) -> pd.DataFrame:
         """Every dataset (and the average) x ordered pair of templates, better one first."""
         rows = []
-        templates = list(self.points.index)
-        for dataset in list(self.points.columns) + ["average"]:
-            for i, a in enumerate(templates):
-                for b in templates[i + 1:]:
-                    found = self.difference(a, b, dataset)
-                    if found["difference"] < 0:
-                        a, b = b, a
-                        found = self.difference(a, b, dataset)
-                    rows.append({"dataset": dataset, "A": a, "B": b, **found})
+        for dataset in self.datasets + ["average"]:
+            for i, a in enumerate(self.templates):
+                for b in self.templates[i + 1:]:
+                    first, second = (b, a) if self.difference(a, b, dataset)["difference"] < 0 else (a, b)
+                    rows.append({"dataset": dataset, "A": first, "B": second,
+                                 **self.difference(first, second, dataset)})
         return pd.DataFrame(rows, columns=["dataset", "A", "B", "difference", "low", "high", "p_better"])
 
     def ranks_table(self) -> pd.DataFrame:
-        """Per template: its mean rank over datasets (1 = best segm mAP, ties share), the datasets it wins, and
-        its average with the interval."""
+        """Per template: its mean rank over datasets (1 = best, ties share), the datasets it wins, and its
+        average with the interval."""
         ranks = self.points.rank(axis=0, ascending=False, method="average")
         table = pd.DataFrame({"mean rank": ranks.mean(axis=1), "wins": (ranks == 1).sum(axis=1)})
         table["average"] = [self.point(t, "average") for t in table.index]
@@ -97,8 +199,8 @@ class Comparison:
 
     def group_of_best(self, dataset: str) -> tuple[str | None, list]:
         """The template with the best point on `dataset` (or "average") and those whose paired difference from
-        it has an interval reaching 0 (statistically indistinguishable), best first."""
-        values = pd.Series({t: self.point(t, dataset) for t in self.points.index}).dropna()
+        it has an interval reaching 0 (not distinguishable), best first."""
+        values = pd.Series({t: self.point(t, dataset) for t in self.templates}).dropna()
         if values.empty:
             return None, []
         best = values.idxmax()
@@ -107,49 +209,13 @@ class Comparison:
         return best, tied
 
 
-def recommendation(comparison: Comparison, latency: pd.DataFrame, metric: str = "segm mAP") -> list:
-    """Sentences a person can act on, from the numbers: the overall choice, then one line per dataset.
-
-    `latency`: template x dataset table of batch-1 latency (ms); its row mean ranks templates overall."""
-    def fastest(candidates: list, dataset: str) -> str:
-        column = latency.mean(axis=1) if dataset == "average" else latency[dataset]
-        timed = column.reindex(candidates).dropna()
-        return timed.idxmin() if len(timed) else candidates[0]
-
-    def describe(template: str, dataset: str) -> str:
-        low, high = comparison.interval(template, dataset)
-        bounds = "" if np.isnan(low) else f" [{low:.1f}, {high:.1f}]"
-        return f"`{template}` ({comparison.point(template, dataset):.1f}{bounds})"
-
-    def gap(template: str) -> str:
-        found = comparison.difference(best, template, "average")
-        bounds = "no interval" if np.isnan(found["low"]) else f"[{found['low']:.1f}, {found['high']:.1f}]"
-        return f"`{template}` {found['difference']:+.1f} {bounds}"
-
-    best, tied = comparison.group_of_best("average")
-    if best is None:
-        return ["No template has a complete set of results yet: nothing to recommend."]
-    lines = []
-    if len(comparison.points.index) == 1:
-        lines.append(f"Only {describe(best, 'average')} ran: select more templates in `run.templates` to compare.")
-    elif not tied:
-        lines.append(f"**Fine-tune {describe(best, 'average')}**: it has the best average {metric}, and every "
-                     "other template is below it beyond the 95% paired bootstrap interval.")
-    else:
-        choice = fastest([best] + tied, "average")
-        differences = ", ".join(gap(t) for t in tied)
-        lines.append(f"{describe(best, 'average')} has the best average {metric}, but the test sets cannot tell it "
-                     f"apart from {', '.join(f'`{t}`' for t in tied)} (best minus each, 95% paired bootstrap "
-                     f"interval reaching 0: {differences}). **Fine-tune `{choice}`**, the fastest of them"
-                     + (" (it is also the most accurate)." if choice == best else
-                        f"; take `{best}` only if its lead, which may be noise, is worth the extra latency."))
-    lines.append("Per dataset (best, then those indistinguishable from it, then the fastest of that group):")
-    for dataset in comparison.points.columns:
-        best, tied = comparison.group_of_best(dataset)
-        if best is None:
-            lines.append(f"- {dataset}: not run.")
-            continue
-        group = ", ".join(f"`{t}`" for t in tied) if tied else "none"
-        lines.append(f"- {dataset}: best {describe(best, dataset)}; indistinguishable: {group}; choose "
-                     f"`{fastest([best] + tied, dataset)}`.")
-    return lines
+def choose(best: str, tied: list, latency: pd.Series) -> str:
+    """Among templates that cannot be told apart, the fastest, unless the most accurate is within SAME_SPEED of
+    it: then the most accurate (a latency gap that small is within the machine's noise)."""
+    timed = latency.reindex([best] + tied).dropna()
+    if timed.empty:
+        return best
+    fastest = timed.idxmin()
+    if best in timed and timed[best] <= timed[fastest] * (1 + SAME_SPEED):
+        return best
+    return fastest

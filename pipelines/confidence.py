@@ -164,15 +164,19 @@ def win_share(differences: np.ndarray) -> float:
 
 
 def bootstrap(split_json: Path, results: list, resamples: int, seed: int) -> tuple[dict, dict]:
-    """Intervals of segm and bbox mAP on a split and the replicates behind them.
+    """Intervals of segm and bbox mAP on a split and the replicates behind them (see `intervals`)."""
+    return intervals({t: match(split_json, results, t) for t in ("segm", "bbox")}, resamples, seed)
+
+
+def intervals(matches: dict, resamples: int, seed: int) -> tuple[dict, dict]:
+    """Intervals of mAP per IoU type of `matches` ({"segm": Matches, "bbox": Matches}) and their replicates.
 
     Returns `({segm_map_low, segm_map_high, bbox_map_low, bbox_map_high}, {segm_map: [...], bbox_map: [...]})`;
     the replicates are rounded to 1e-4 so that the files they are written to are the same on every machine.
     """
     fields, replicates = {}, {}
-    for iou_type in ("segm", "bbox"):
-        matches = match(split_json, results, iou_type)
-        values = np.round(mean_average_precision(matches, resample_weights(matches.image_count, resamples, seed)), 4)
+    for iou_type, found in matches.items():
+        values = np.round(mean_average_precision(found, resample_weights(found.image_count, resamples, seed)), 4)
         low, high = interval(values) if np.isfinite(values).any() else (None, None)
         fields.update({f"{iou_type}_map_low": low, f"{iou_type}_map_high": high})
         replicates[f"{iou_type}_map"] = [None if np.isnan(v) else float(v) for v in values]
@@ -216,6 +220,11 @@ def precision_recall_f1(matches: Matches, threshold: float | None) -> dict:
 def deployment(val_json: Path, val_results: list, test_json: Path, test_results: list) -> dict:
     """The F1-best score threshold on the validation split, and precision, recall and F1 with it on the test split
     (segm, IoU 0.5): `{deploy_threshold, deploy_precision, deploy_recall, deploy_f1}`."""
-    threshold = best_f1_threshold(match(val_json, val_results, "segm"))
-    scores = precision_recall_f1(match(test_json, test_results, "segm"), threshold)
+    return deploy_scores(match(val_json, val_results, "segm"), match(test_json, test_results, "segm"))
+
+
+def deploy_scores(val_matches: Matches, test_matches: Matches) -> dict:
+    """`deployment` from the segm matches of both splits."""
+    threshold = best_f1_threshold(val_matches)
+    scores = precision_recall_f1(test_matches, threshold)
     return {"deploy_threshold": threshold, **{f"deploy_{k}": round(v, 2) for k, v in scores.items()}}

@@ -3,11 +3,9 @@
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from pipelines import confidence
-from pipelines.comparison import Comparison
 from pipelines.evaluation import coco_metrics
 from tests.conftest import rle
 
@@ -82,16 +80,6 @@ def test_same_params_same_intervals_bit_for_bit(case):
     assert other[1]["segm_map"] != first[1]["segm_map"]
     point = coco_metrics(split, json.loads(json.dumps(results)))["segm_map"]
     assert first[0]["segm_map_low"] < point < first[0]["segm_map_high"]
-
-
-def test_identical_templates_differ_by_exactly_nothing():
-    """Two templates with the same replicates: difference 0 with interval [0, 0], P(A > B) 0.5 by the tie rule."""
-    replicates = np.random.default_rng(0).normal(40, 3, size=(1, 500))
-    points = pd.DataFrame({"pets": [40.0, 40.0]}, index=["a", "b"])
-    compared = Comparison(points, {("a", "pets"): replicates, ("b", "pets"): replicates.copy()}, seed=0)
-    assert compared.difference("a", "b", "pets") == {"difference": 0.0, "low": 0.0, "high": 0.0, "p_better": 0.5}
-    assert compared.group_of_best("pets")[1] == ["b"]  # indistinguishable
-    assert confidence.win_share([1.0, -1.0, 0.0, 2.0]) == 0.625
 
 
 def test_intervals_cover_the_population_map(tmp_path):
