@@ -94,7 +94,8 @@ def timed(function):
 
 def bootstrap_cost(cell: str, resamples: int) -> None:
     """Times the evaluate stage's parts on one trained cell of the default run."""
-    from pipelines import engines
+    from pipelines import cells, checkpoints, engines
+    from pipelines.cells import Cell
     from pipelines.config import load_params
     from pipelines.confidence import bootstrap, deployment
     from pipelines.inference import predict_split
@@ -102,9 +103,10 @@ def bootstrap_cost(cell: str, resamples: int) -> None:
     template, dataset = cell.split("-", 1)
     root = Path(__file__).resolve().parents[1]
     test, val = (root / "data" / "prepared" / dataset / f"{split}.json" for split in ("test", "val"))
-    loaded = engines.load(load_params(root / "params.yaml").templates[template].engine,
-                          root / "models" / f"{cell}-seed0" / "model.pt")
-    predictor = engines.torch_predictor(loaded.graph)
+    engine = load_params(root / "params.yaml").templates[template].engine
+    trained = Cell(template, dataset, 0).model_dir(root / "models") / cells.MODEL_FILE
+    loaded = checkpoints.load(trained, engines.adapter(engine))
+    predictor = checkpoints.torch_predictor(loaded.graph)
     predict = lambda split: predict_split(predictor, split, loaded.input_spec, loaded.score_threshold)  # noqa: E731
     results, predicting = timed(lambda: predict(test))
     _, scoring = timed(lambda: evaluate(test, json.loads(json.dumps(results))))

@@ -28,10 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipelines.config import load_params  # noqa: E402
 from pipelines.datasets.shapes import SHAPES, background, random_box, shape_mask, texture  # noqa: E402
 from pipelines import engines  # noqa: E402
-from pipelines.engines import torch_predictor  # noqa: E402
-from pipelines.export import convert, quantize_int8, save  # noqa: E402
-from pipelines import training  # noqa: E402
-from pipelines.inference import preprocess  # noqa: E402
+from pipelines.checkpoints import torch_predictor  # noqa: E402
+from pipelines.export import convert, write  # noqa: E402
+from pipelines.inference import preprocess, template_input  # noqa: E402
 from pipelines.ir import OpenVinoPredictor  # noqa: E402
 from pipelines.speed import latency, openvino_throughput  # noqa: E402
 
@@ -87,15 +86,13 @@ def main() -> None:
         engine = engines.get(spec.engine)
         torch.manual_seed(0)
         graph = engine.Adapter.inference_graph(engine.Adapter.build(spec, 2), spec)
-        input_spec = training.input_spec(spec)
+        input_spec = template_input(spec)
         batch, _ = preprocess(sample_image(spec.input_size, 0), input_spec)
         calibration = [preprocess(sample_image(spec.input_size, s), input_spec)[0] for s in range(1, 5)]
         with tempfile.TemporaryDirectory() as tmp:
-            fp32, bf16, int8 = (Path(tmp) / p / "model.xml" for p in ("fp32", "bf16", "int8"))
             model = convert(graph, batch, ["a", "b"], input_spec.to_dict(), spec.score_threshold)
-            save(model, fp32)
-            save(model, bf16, inference_precision="bf16")
-            save(quantize_int8(fp32, calibration, engine.INT8_FLOAT_SCOPES), int8)
+            fp32, bf16, int8 = (write(model, Path(tmp), p, calibration, engine.INT8_FLOAT_SCOPES)
+                                for p in ("fp32", "bf16", "int8"))
             bf16_predictor = OpenVinoPredictor(bf16)
 
             eager = torch_predictor(graph)

@@ -5,11 +5,10 @@ from pathlib import Path
 
 import yaml
 
-PARAMS_FILE = Path("params.yaml")
+from pipelines.engines import ENGINES
+from pipelines.precisions import PRECISIONS
 
-# The IR precisions `export` can write (export.precisions), in report order. fp32 is always written:
-# the others are derived from it.
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+PARAMS_FILE = Path("params.yaml")
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ class Params:
     data_dir: str
     datasets: dict                 # key -> DatasetSpec
     templates: dict                # key -> TemplateSpec
-    run_templates: list
+    run_templates: list            # every selected template: run.templates' lists, engine by engine
     run_seeds: list                # every training is repeated once per seed; reports show mean +- std
     demo: dict
     export: dict                   # precisions: IRs to write and validate; calibration_images: for INT8
@@ -94,12 +93,30 @@ class Params:
 YAML_KEYS = {"run_templates": "run.templates", "run_seeds": "run.seeds"}
 
 
-def _build(cls, key: str, values: dict):
+def _build(cls, key: str, values: dict, path=PARAMS_FILE):
     unknown = set(values) - {f.name for f in fields(cls)}
     missing = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING} - set(values)
     if unknown or missing:
-        raise ValueError(f"{PARAMS_FILE}: {key}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
+        raise ValueError(f"{path}: {key}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
     return cls(**values)
+
+
+def selected_templates(selection, templates: dict, path) -> list:
+    """The templates `run.templates` selects: it maps every engine to a list of its templates (dvc.yaml runs
+    one stage family per engine over its list)."""
+    if not isinstance(selection, dict) or set(selection) != set(ENGINES):
+        raise ValueError(f"{path}: run.templates maps every engine ({', '.join(ENGINES)}) to the templates it runs, "
+                         f"[] for none, e.g. `mmdet: [mmdet_lite0]`; it is {selection!r}")
+    found = []
+    for engine, names in selection.items():
+        for name in names or []:
+            if name not in templates:
+                raise ValueError(f"{path}: run.templates.{engine} names {name!r}, which templates does not define")
+            if templates[name].engine != engine:
+                raise ValueError(f"{path}: run.templates.{engine} names {name!r}, a template of engine "
+                                 f"{templates[name].engine!r}: list it under run.templates.{templates[name].engine}")
+            found.append(name)
+    return found
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:
@@ -107,10 +124,8 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     seeded = [k for k, v in raw["templates"].items() if "seed" in v]
     if seeded:
         raise ValueError(f"{path}: templates {seeded} set `seed`; training seeds come from `run.seeds`")
-    templates = {k: _build(TemplateSpec, f"templates.{k}", v) for k, v in raw["templates"].items()}
-    unknown = [t for t in raw["run"]["templates"] if t not in templates]
-    if unknown:
-        raise ValueError(f"{path}: run.templates names {unknown}, which templates does not define")
+    templates = {k: _build(TemplateSpec, f"templates.{k}", v, path) for k, v in raw["templates"].items()}
+    selected = selected_templates(raw["run"]["templates"], templates, path)
     precisions = raw["export"]["precisions"]
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown or "fp32" not in precisions:
@@ -118,9 +133,9 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
                          f"from it) and nothing but {list(PRECISIONS)}")
     return Params(
         data_dir=raw["data_dir"],
-        datasets={k: _build(DatasetSpec, f"datasets.{k}", v) for k, v in raw["datasets"].items()},
+        datasets={k: _build(DatasetSpec, f"datasets.{k}", v, path) for k, v in raw["datasets"].items()},
         templates=templates,
-        run_templates=list(raw["run"]["templates"]),
+        run_templates=selected,
         run_seeds=list(raw["run"].get("seeds", [0])),
         demo=raw.get("demo", {}),
         export=raw["export"],

@@ -1,10 +1,9 @@
-"""OpenVINO IR export of an inference graph (FP32, FP16-compressed, BF16, INT8), with its metadata inside.
+"""OpenVINO IR export of an inference graph in each precision of pipelines.precisions, with its metadata inside.
 
-The IR's runtime info carries the labels, the input spec (size, mean/std, resize mode), the score
-threshold and the precision to compute in, so `pipelines.ir` runs it without this project's training code.
+The IR's runtime info (pipelines.ir: labels, input spec, score threshold, arithmetic) makes it usable without
+this project's training code.
 """
 
-import json
 import warnings
 from pathlib import Path
 
@@ -12,8 +11,10 @@ import numpy as np
 import openvino as ov
 import torch
 
+from pipelines.cells import IR_FILE
 from pipelines.inference import InputSpec
-from pipelines.ir import OUTPUTS, RT_SECTION
+from pipelines.ir import INFO, OUTPUTS, read_info, write_info
+from pipelines.precisions import PRECISIONS
 
 
 def convert(graph: torch.nn.Module, example: np.ndarray, labels: list, input_spec: dict,
@@ -29,20 +30,23 @@ def convert(graph: torch.nn.Module, example: np.ndarray, labels: list, input_spe
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         model = ov.convert_model(graph, example_input=torch.from_numpy(example), input=[list(shape)])
-    info = {"labels": labels, "input_spec": input_spec, "score_threshold": score_threshold}
-    for name, value in info.items():
-        model.set_rt_info(json.dumps(value), [RT_SECTION, name])
+    write_info(model, labels=labels, input_spec=input_spec, score_threshold=score_threshold)
     for output, name in zip(model.outputs, OUTPUTS):
         output.get_tensor().set_names({name})
     return model
 
 
-def save(model: ov.Model, xml_path: Path, fp16: bool = False, inference_precision: str = "f32") -> None:
-    """Writes `xml_path` and the `.bin` beside it; `fp16` stores the weights in half precision;
-    `inference_precision` ("f32" or "bf16") is what the IR asks OpenVINO to compute in."""
-    model.set_rt_info(json.dumps(inference_precision), [RT_SECTION, "inference_precision"])
-    xml_path.parent.mkdir(parents=True, exist_ok=True)
-    ov.save_model(model, xml_path, compress_to_fp16=fp16)
+def write(model: ov.Model, folder: Path, precision: str, calibration: list = (), float_scopes: tuple = ()) -> Path:
+    """Writes the IR of `precision` (a key of PRECISIONS) into `folder`/<precision>/ and returns its .xml; the
+    converted `model` is the FP32 graph, which INT8 quantization reads back from `folder`/fp32 (written first)."""
+    found = PRECISIONS[precision]
+    xml = folder / precision / IR_FILE
+    xml.parent.mkdir(parents=True, exist_ok=True)
+    if found.weights == "int8":
+        model = quantize_int8(folder / "fp32" / IR_FILE, list(calibration), float_scopes)
+    write_info(model, inference_precision=found.compute)
+    ov.save_model(model, xml, compress_to_fp16=found.weights == "f16")
+    return xml
 
 
 # Layers that carry weights: the ones worth running in INT8.
@@ -67,6 +71,5 @@ def quantize_int8(fp32_xml: Path, calibration: list, float_scopes: tuple) -> ov.
         warnings.simplefilter("ignore")
         quantized = nncf.quantize(model, nncf.Dataset(calibration), subset_size=len(calibration),
                                   ignored_scope=nncf.IgnoredScope(names=keep_float, validate=False))
-    for name in ("labels", "input_spec", "score_threshold"):
-        quantized.set_rt_info(model.get_rt_info([RT_SECTION, name]).astype(str), [RT_SECTION, name])
+    write_info(quantized, **{k: v for k, v in read_info(model).items() if k in INFO})
     return quantized

@@ -65,6 +65,13 @@ class InputSpec:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
+def template_input(spec) -> InputSpec:
+    """The pre-processing a template (`pipelines.config.TemplateSpec`) asks for: the same in training, evaluation
+    and the IR."""
+    return InputSpec(size=spec.input_size, mean=tuple(spec.mean), std=tuple(spec.std), channels=spec.channels,
+                     resize_mode=spec.resize_mode, size_divisor=spec.size_divisor)
+
+
 def load_image(path: Path) -> np.ndarray:
     """RGB uint8 H x W x 3, whatever the file's mode (grayscale, CMYK, RGBA, palette)."""
     with Image.open(path) as image:

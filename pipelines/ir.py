@@ -12,7 +12,18 @@ import openvino as ov
 
 RT_SECTION = "model_info"
 OUTPUTS = ("boxes", "scores", "labels", "masks")
+# What the runtime info holds, in JSON: the class names, the input spec (pipelines.inference.InputSpec), the
+# score threshold the graph applies, and the arithmetic to compute in (f32 or bf16).
 INFO = ("labels", "input_spec", "score_threshold", "inference_precision")
+
+
+def write_info(model: ov.Model, **values) -> None:
+    """Stores `values` (keys of INFO) in the IR's runtime info."""
+    unknown = set(values) - set(INFO)
+    if unknown:
+        raise ValueError(f"IR runtime info has no keys {sorted(unknown)}; it holds {list(INFO)}")
+    for name, value in values.items():
+        model.set_rt_info(json.dumps(value), [RT_SECTION, name])
 
 
 def read_info(model: ov.Model) -> dict:

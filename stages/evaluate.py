@@ -1,19 +1,17 @@
-"""Stage evaluate: COCO segm and bbox mAP of a trained PyTorch model on the test split, per class too, with
-bootstrap intervals (and the replicates behind them, for the report's paired comparisons); the F1-best score
-threshold on the validation split and precision / recall / F1 with it on the test split; complexity, batch-1
-latency, where it ran, and a picture of ground truth beside predictions."""
+"""Stage evaluate: a trained PyTorch model on the test split, measured as pipelines.scoring says (COCO segm and bbox
+mAP, per class too, with bootstrap intervals and their replicates; the F1-best score threshold on the validation
+split; batch-1 latency), plus its complexity, where it ran, and a picture of ground truth beside predictions."""
 
 import argparse
 import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipelines import engines
+from pipelines import checkpoints, complexity, engines
 from pipelines.config import load_params
-from pipelines.confidence import bootstrap, deployment
-from pipelines.evaluation import evaluate
-from pipelines.inference import load_image, predict_split, preprocess
-from pipelines.speed import latency, machine
+from pipelines.inference import template_input
+from pipelines.scoring import score
+from pipelines.speed import machine
 from pipelines.visualize import examples
 
 
@@ -36,32 +34,24 @@ def parser() -> argparse.ArgumentParser:
 def main(args=None) -> None:
     args = parser().parse_args(args)
     params = load_params()
-    engine = params.templates[args.template].engine
-    loaded = engines.load(engine, args.model)
-    predictor = engines.torch_predictor(loaded.graph)
-    results = predict_split(predictor, args.test, loaded.input_spec, loaded.score_threshold)
-    metrics, per_class = evaluate(args.test, results)
-    intervals, replicates = bootstrap(args.test, results, **params.confidence)
-    metrics.update(intervals)
-    val_results = predict_split(predictor, args.val, loaded.input_spec, loaded.score_threshold)
-    metrics.update(deployment(args.val, val_results, args.test, results))
-    first = json.loads(args.test.read_text())["images"][0]
-    batch, _ = preprocess(load_image(args.test.parent / first["file_name"]), loaded.input_spec)
-    speed = params.speed
-    metrics["latency_ms"] = round(1000 * latency(predictor, batch, speed["warmup"], speed["repeats"]), 2)
-    metrics.update(engines.complexity(engine, args.model))
-    metrics.update(finished=datetime.now(timezone.utc).isoformat(timespec="seconds"), **machine())
+    adapter = engines.adapter(params.templates[args.template].engine)
+    model, spec, _ = checkpoints.restore(args.model, adapter)  # built once: predicted with, then counted
+    predictor = checkpoints.torch_predictor(adapter.inference_graph(model, spec))
+    scored = score(predictor, template_input(spec), spec.score_threshold, args.test, args.val, params.confidence,
+                   params.speed)
+    metrics = {**scored.metrics, **complexity.count(model, adapter, spec.input_size),
+               "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), **machine()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(metrics, indent=2))
-    args.per_class.write_text(json.dumps(per_class, indent=2))
-    args.replicates.write_text(json.dumps(replicates))
+    args.per_class.write_text(json.dumps(scored.per_class, indent=2))
+    args.replicates.write_text(json.dumps(scored.replicates))
     args.examples.parent.mkdir(parents=True, exist_ok=True)
-    examples(json.loads(args.test.read_text()), args.test.parent, results, args.example_count,
+    examples(json.loads(args.test.read_text()), args.test.parent, scored.results, args.example_count,
              args.show_threshold).save(args.examples, quality=90)
     print(f"PyTorch on {args.test}: segm mAP {metrics['segm_map']:.2f} [{metrics['segm_map_low']:.2f}, "
           f"{metrics['segm_map_high']:.2f}], bbox mAP {metrics['bbox_map']:.2f}, F1 {metrics['deploy_f1']:.1f} at "
-          f"score {metrics['deploy_threshold']}, "
-          f"{metrics['gflops']} GFLOPs, {metrics['params_m']} M params, latency {metrics['latency_ms']} ms")
+          f"score {metrics['deploy_threshold']}, {metrics['gflops']} GFLOPs, {metrics['params_m']} M params, "
+          f"latency {metrics['latency_ms']} ms")
 
 
 if __name__ == "__main__":

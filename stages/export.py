@@ -1,12 +1,11 @@
-"""Stage export: converts a trained model's inference graph to OpenVINO IR, one folder per precision.
+"""Stage export: converts a trained model's inference graph to OpenVINO IR, one folder per precision of
+`export.precisions` (pipelines.precisions says what each is).
 
 The conversion is deterministic: exported again (say, because `export.precisions` gained int8), an IR
 that did not change is written byte for byte the same, so DVC does not re-validate it.
 
-    <out>/fp32/model.{xml,bin}   the traced graph (always)
-    <out>/fp16/model.{xml,bin}   the same with half-precision weights (if export.precisions lists fp16)
-    <out>/bf16/model.{xml,bin}   FP32 weights, computed in bfloat16 where the CPU has it (if bf16)
-    <out>/int8/model.{xml,bin}   NNCF post-training quantization, calibrated on training images (if int8)
+    <out>/fp32/model.{xml,bin}   the traced graph (always: the others derive from it)
+    <out>/<precision>/model.{xml,bin}
 """
 
 import argparse
@@ -16,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipelines import engines
+from pipelines import checkpoints, engines
 from pipelines.config import load_params
-from pipelines.export import convert, quantize_int8, save
+from pipelines.export import convert, write
 from pipelines.inference import load_image, preprocess
+from pipelines.precisions import PRECISIONS
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,19 +51,16 @@ def main(args=None) -> None:
     args = parser().parse_args(args)
     params = load_params()
     engine = params.templates[args.template].engine
-    loaded = engines.load(engine, args.model)
+    loaded = checkpoints.load(args.model, engines.adapter(engine))
     example = trace_input(loaded.graph, args.data / "val.json", loaded.input_spec)
     model = convert(loaded.graph, example, loaded.labels, loaded.input_spec.to_dict(), loaded.score_threshold)
-    fp32 = args.out / "fp32" / "model.xml"
-    save(model, fp32)  # always: FP16 and INT8 derive from it
-    if "fp16" in params.export["precisions"]:
-        save(model, args.out / "fp16" / "model.xml", fp16=True)
-    if "bf16" in params.export["precisions"]:
-        save(model, args.out / "bf16" / "model.xml", inference_precision="bf16")
-    if "int8" in params.export["precisions"]:
-        calibration = inputs(args.data / "train.json", loaded.input_spec, params.export["calibration_images"])
-        save(quantize_int8(fp32, calibration, engines.get(engine).INT8_FLOAT_SCOPES), args.out / "int8" / "model.xml")
-    print(f"exported {args.model} to {', '.join(sorted(p.name for p in args.out.iterdir()))} IRs in {args.out}")
+    precisions = ["fp32"] + [p for p in params.export["precisions"] if p != "fp32"]
+    quantized = any(PRECISIONS[p].weights == "int8" for p in precisions)
+    calibration = inputs(args.data / "train.json", loaded.input_spec, params.export["calibration_images"]) \
+        if quantized else []
+    for precision in precisions:
+        write(model, args.out, precision, calibration, engines.get(engine).INT8_FLOAT_SCOPES)
+    print(f"exported {args.model} to {', '.join(precisions)} IRs in {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
-"""Stage report: gathers every template x dataset x seed's metrics into reports/ (tables, plots, summary)."""
+"""Stage report: gathers every selected cell's metrics into reports/ (recommendation, tables, plots, summary)."""
 
 import argparse
-import json
 from pathlib import Path
 
+from pipelines import cells
+from pipelines.comparison import Comparison
 from pipelines.config import load_params
-from pipelines.report import cell, collect, per_class, write_report
+from pipelines.report import collect, document
+from pipelines.report.publish import publish
 
 
 def parser() -> argparse.ArgumentParser:
@@ -16,27 +18,29 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def recipes(metrics: Path, templates: list, datasets: list, seed: int) -> dict:
-    """template -> the parameters its train stage recorded (template.json), from its first trained cell."""
-    found = {}
-    for template in templates:
-        for dataset in datasets:
-            path = metrics / cell(template, dataset, seed) / "template.json"
-            if template not in found and path.is_file():
-                found[template] = {k: v for k, v in json.loads(path.read_text()).items() if k != "seed"}
-    return found
+def inputs(metrics: Path, stats: Path, templates: list, datasets: list, seeds: list, precisions: list,
+           confidence_seed: int) -> document.Inputs:
+    """What the report is made of, read from the cells' files."""
+    selected = cells.selected(templates, datasets, seeds)
+    runtimes = [cells.PYTORCH] + [cells.runtime(p) for p in precisions]
+    segm, bbox = (Comparison(collect.measured(metrics, templates, datasets, seeds, cells.PYTORCH, value),
+                             templates, datasets, confidence_seed) for value in ("segm_map", "bbox_map"))
+    return document.Inputs(
+        long=collect.long_table(metrics, selected, runtimes), segm=segm, bbox=bbox,
+        ir_measured={r: collect.measured(metrics, templates, datasets, seeds, r, "segm_map") for r in runtimes},
+        classes=collect.per_class(metrics, selected), curves=collect.epochs(metrics, selected),
+        stats=collect.stats(stats, datasets), recipes=collect.recipes(metrics, selected), selected=selected,
+        metrics_dir=metrics)
 
 
 def main(args=None) -> None:
     args = parser().parse_args(args)
     params = load_params()
-    datasets, templates, seeds = list(params.datasets), params.run_templates, params.run_seeds
-    precisions = params.export["precisions"]
-    long = collect(args.metrics, templates, datasets, seeds, precisions)
-    classes = per_class(args.metrics, templates, datasets, seeds)
-    write_report(long, classes, args.metrics, args.stats, datasets, precisions,
-                 recipes(args.metrics, templates, datasets, seeds[0]), args.out, params.confidence["seed"])
-    print(long[["template", "dataset", "seed", "segm_map", "ir_segm_map"]].to_string(index=False))
+    found = inputs(args.metrics, args.stats, params.run_templates, list(params.datasets), params.run_seeds,
+                   params.export["precisions"], params.confidence["seed"])
+    publish(args.out, *document.build(found))
+    pytorch = found.long[found.long["runtime"] == cells.PYTORCH]
+    print(pytorch[["template", "dataset", "seed", "segm_map"]].to_string(index=False))
     print(f"report written to {args.out / 'benchmark.md'}")
 
 

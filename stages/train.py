@@ -1,5 +1,6 @@
 """Stage train: fine-tunes one template on one prepared dataset with one seed; keeps the best validation
-epoch; logs every epoch with DVCLive. A run killed part-way continues from its last finished epoch."""
+epoch; logs every epoch with DVCLive, whose summary (metrics.json) then holds the kept epoch and whose params
+the recipe as trained. A run killed part-way continues from its last finished epoch."""
 
 import argparse
 import contextlib
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from dvclive import Live
 
-from pipelines import engines
+from pipelines import cells, engines, training
 from pipelines.config import load_params
 
 
@@ -22,19 +23,34 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="prepared dataset folder (train.json, val.json)")
     p.add_argument("--out", type=Path, required=True, help="folder for model.pt (and resume.pt while training)")
     p.add_argument("--metrics", type=Path, required=True,
-                   help="folder for train.json, template.json (the recipe as trained) and live/ (DVCLive curves)")
+                   help="folder for train.json and live/ (DVCLive: curves, summary, the recipe as trained)")
     return p
 
 
+def metric_name(name: str) -> str:
+    """An epoch record's key as DVCLive's metric: losses and timings under train/, mAPs under val/."""
+    return f"val/{name[4:]}" if name.startswith("val_") else f"train/{name}"
+
+
 def epoch_logger(live: Live):
-    """The engine's `on_epoch`: one DVCLive step per epoch, losses under train/, mAPs under val/."""
+    """The loop's `on_epoch`: one DVCLive step per epoch."""
     def on_epoch(record: dict) -> None:
         live.step = record["epoch"]
         for name, value in record.items():
             if name != "epoch":
-                live.log_metric(f"train/{name}" if not name.startswith("val_") else f"val/{name[4:]}", value)
+                live.log_metric(metric_name(name), value)
         live.next_step()
     return on_epoch
+
+
+def keep_in_summary(live: Live, kept: dict) -> None:
+    """DVCLive's summary as the kept epoch's record (it would otherwise hold the last epoch's)."""
+    live.summary = {}
+    for name, value in kept.items():
+        if name != "epoch":
+            group, metric = metric_name(name).split("/")
+            live.summary.setdefault(group, {})[metric] = value
+    live.step = kept["epoch"]
 
 
 def main(args=None) -> None:
@@ -48,17 +64,21 @@ def main(args=None) -> None:
               f"seed {spec.seed}) "
               f"on {args.data}", flush=True)
     # DVCLive starts its folder afresh; a resumed run replays its finished epochs first, so each is logged once.
-    live = Live(dir=str(args.metrics / "live"), dvcyaml=None, save_dvc_exp=False, report=None) if primary \
+    live = Live(dir=str(args.metrics / cells.LIVE_FOLDER), dvcyaml=None, save_dvc_exp=False, report=None) if primary \
         else contextlib.nullcontext()
     with live:
-        result = engines.train(spec, args.data, args.out, log=lambda m: print(m, flush=True),
-                                on_epoch=epoch_logger(live) if primary else lambda record: None)
+        if primary:
+            live.log_params(json.loads(json.dumps(dataclasses.asdict(spec))))  # lists, not tuples
+        result = training.fit(spec, engines.adapter(spec.engine), args.data, args.out,
+                              log=lambda m: print(m, flush=True),
+                              on_epoch=epoch_logger(live) if primary else lambda record: None)
+        if primary:
+            keep_in_summary(live, next(r for r in result.history if r["epoch"] == result.best_epoch))
     if not primary:
         return
     summary = {"best_epoch": result.best_epoch, "best_val_segm_map": result.best_val_segm_map,
                "epochs_run": len(result.history), "train_seconds": round(time.monotonic() - start, 1)}
-    (args.metrics / "train.json").write_text(json.dumps(summary, indent=2))
-    (args.metrics / "template.json").write_text(json.dumps(dataclasses.asdict(spec), indent=2))
+    (args.metrics / cells.TRAIN_FILE).write_text(json.dumps(summary, indent=2))
     print(f"best epoch {summary['best_epoch']}: val segm mAP {summary['best_val_segm_map']:.2f}")
 
 

@@ -64,26 +64,23 @@ def engine_spec(request, tiny_spec, mmdet_spec):
     return {"torchvision": tiny_spec, "mmdet": mmdet_spec}[request.param]
 
 
-def export_test_irs(graph, folder: Path, float_scopes, precisions=("fp32", "fp16", "bf16", "int8")):
-    """Converts `graph` (96 px input) on a random image, saves the IRs of `precisions` under `folder` (INT8
-    calibrated on 3 random images) and returns the random generator, ready for the tests' own images."""
+def export_test_irs(graph, folder: Path, float_scopes, precisions=None):
+    """Converts `graph` (96 px input) on a random image, writes the IRs of `precisions` (default: every one of
+    pipelines.precisions) under `folder` (INT8 calibrated on 3 random images) and returns the random generator,
+    ready for the tests' own images."""
     import numpy as np
 
-    from pipelines.export import convert, quantize_int8, save
+    from pipelines.export import convert, write
     from pipelines.inference import InputSpec, preprocess
+    from pipelines.precisions import PRECISIONS
 
     spec = InputSpec(size=96)
     rng = np.random.default_rng(0)
     example, _ = preprocess(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8), spec)
     model = convert(graph, example, ["cat", "dog"], spec.to_dict(), 0.0)
-    save(model, folder / "fp32" / "model.xml")
-    if "fp16" in precisions:
-        save(model, folder / "fp16" / "model.xml", fp16=True)
-    if "bf16" in precisions:
-        save(model, folder / "bf16" / "model.xml", inference_precision="bf16")
-    if "int8" in precisions:
-        calibration = [preprocess(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8), spec)[0] for _ in range(3)]
-        save(quantize_int8(folder / "fp32" / "model.xml", calibration, float_scopes), folder / "int8" / "model.xml")
+    calibration = [preprocess(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8), spec)[0] for _ in range(3)]
+    for precision in precisions or PRECISIONS:  # fp32 first: the others derive from it
+        write(model, folder, precision, calibration, float_scopes)
     return rng
 
 

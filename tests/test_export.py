@@ -141,17 +141,17 @@ def test_keep_ratio_ir_takes_each_images_own_shape(engine_spec, tmp_path):
     """With keep_ratio the input's height and width follow the image: the IR of either engine, traced on one
     shape, gives PyTorch's detections on others (sizes in the graph are traced, not frozen)."""
     from pipelines import engines
-    from pipelines.export import convert, save
+    from pipelines.export import convert, write
 
     spec = engine_spec(resize_mode="keep_ratio", score_threshold=0.0)
     torch.manual_seed(0)
-    adapter = engines.get(spec.engine).Adapter
+    adapter = engines.adapter(spec.engine)
     graph = adapter.inference_graph(adapter.build(spec, 2), spec).eval()
     input_spec = InputSpec(size=96, resize_mode="keep_ratio")
     rng = np.random.default_rng(0)
     example, _ = preprocess(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8), input_spec)
-    save(convert(graph, example, ["cat", "dog"], input_spec.to_dict(), 0.0), tmp_path / "model.xml")
-    predictor = OpenVinoPredictor(tmp_path / "model.xml")
+    xml = write(convert(graph, example, ["cat", "dog"], input_spec.to_dict(), 0.0), tmp_path, "fp32")
+    predictor = OpenVinoPredictor(xml)
     assert predictor.compiled.input(0).get_partial_shape().is_dynamic
     for height, width in [(48, 96), (96, 40), (30, 96)]:
         batch, _ = preprocess(rng.integers(0, 255, (height, width, 3), dtype=np.uint8), input_spec)

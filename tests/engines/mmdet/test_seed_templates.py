@@ -10,14 +10,14 @@ import pytest
 import torch
 import yaml
 
+from pipelines.checkpoints import load as load_trained
+from pipelines.checkpoints import torch_predictor
+from pipelines.complexity import count as count_complexity
 from pipelines.config import load_params
-from pipelines.engines import load as load_trained
-from pipelines.engines import torch_predictor
 from pipelines.engines.mmdet import Adapter
 from pipelines.engines.mmdet.model import PretrainedWeightsError, build_model
 from pipelines.inference import load_image, preprocess
 from pipelines.ir import OpenVinoPredictor
-from pipelines.training import count_complexity
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -135,7 +135,7 @@ def test_seed_template_trains_evaluates_exports_and_validates(name, wgisd, tmp_p
     pytorch, ir = (json.loads((metrics / f).read_text()) for f in ("pt.json", "ir.json"))
     assert abs(pytorch["segm_map"] - ir["segm_map"]) <= 0.5 and abs(pytorch["bbox_map"] - ir["bbox_map"]) <= 0.5
     # The predictions themselves, on a test image.
-    loaded = load_trained("mmdet", model / "model.pt")
+    loaded = load_trained(model / "model.pt", Adapter)
     image = load_image(wgisd / json.loads((wgisd / "test.json").read_text())["images"][0]["file_name"])
     batch, _ = preprocess(image, loaded.input_spec)
     expected = torch_predictor(loaded.graph)(batch)

@@ -1,0 +1,45 @@
+"""What evaluate (a PyTorch model) and validate (an OpenVINO IR) measure, the same way: one function for both, so
+their numbers differ by the runtime alone.
+
+On the test split: COCO segm and bbox metrics overall and per class, their bootstrap intervals and replicates;
+the score threshold with the best F1 on the validation split, and precision / recall / F1 with it on the test
+split; batch-1 latency on the first test image.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines import confidence
+from pipelines.evaluation import evaluate
+from pipelines.inference import load_image, predict_split, preprocess
+from pipelines.speed import latency
+
+
+@dataclass
+class Scored:
+    metrics: dict          # flat: segm_map, segm_map_low, ..., deploy_f1, latency_ms
+    per_class: dict        # class name -> segm_ap, segm_ap50, bbox_ap, bbox_ap50
+    replicates: dict       # segm_map, bbox_map: the bootstrap replicates
+    results: list          # the test split's COCO results
+
+
+def first_input(split_json: Path, input_spec):
+    """The preprocessed first image of a split: what latency is timed on."""
+    first = json.loads(split_json.read_text())["images"][0]
+    return preprocess(load_image(split_json.parent / first["file_name"]), input_spec)[0]
+
+
+def score(predictor, input_spec, score_threshold: float, test_json: Path, val_json: Path, confidence_params: dict,
+          speed: dict) -> Scored:
+    """Runs `predictor` (a pipelines.inference predictor) on both splits and measures it."""
+    results = predict_split(predictor, test_json, input_spec, score_threshold)
+    val_results = predict_split(predictor, val_json, input_spec, score_threshold)
+    metrics, per_class = evaluate(test_json, results)
+    matches = {t: confidence.match(test_json, results, t) for t in ("segm", "bbox")}
+    bounds, replicates = confidence.intervals(matches, **confidence_params)
+    metrics.update(bounds)
+    metrics.update(confidence.deploy_scores(confidence.match(val_json, val_results, "segm"), matches["segm"]))
+    seconds = latency(predictor, first_input(test_json, input_spec), speed["warmup"], speed["repeats"])
+    metrics["latency_ms"] = round(1000 * seconds, 2)
+    return Scored(metrics, per_class, replicates, results)
