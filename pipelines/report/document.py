@@ -1,0 +1,144 @@
+"""The report as files: benchmark.md from template.md and the tables, benchmark.csv (the long table), summary.json
+(what `dvc exp show` lists), the plots and their data, and the selected cells' prediction pictures."""
+
+import json
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from pipelines.cells import PICTURE_FILE
+from pipelines.comparison import Comparison, choose
+from pipelines.report import plots, tables, text, verdicts
+
+TEMPLATE = Path(__file__).with_name("template.md")
+
+
+@dataclass
+class Inputs:
+    """Everything the report is made of, read by pipelines.report.collect."""
+    long: pd.DataFrame             # the long table (one row per cell x runtime)
+    segm: Comparison               # test segm mAP of the PyTorch models
+    bbox: Comparison
+    ir_measured: dict              # runtime -> collect.measured of segm_map
+    classes: pd.DataFrame          # per-class AP
+    curves: pd.DataFrame           # per-epoch validation
+    stats: dict                    # per dataset, from prepare
+    recipes: dict                  # per template, from train
+    selected: list                 # the cells (pipelines.cells.Cell)
+    metrics_dir: Path
+
+
+def results_sections(inputs: Inputs, epochs: pd.DataFrame) -> dict:
+    """The placeholders of the accuracy sections."""
+    long, segm = inputs.long, inputs.segm
+    complexity = tables.complexity(long)
+    seeds = sorted(long["seed"].unique())
+    latency = tables.latency(long)
+    return {
+        "recommendation": "\n".join(verdicts.recommendation(segm, latency)),
+        "seeds": f"mean ± std over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}",
+        "segm_table": text.markdown(text.score_table(tables.scores(long, segm), complexity, segm.datasets, "segm")),
+        "bbox_table": text.markdown(text.score_table(tables.scores(long, inputs.bbox, "bbox_map"), complexity,
+                                                     segm.datasets, "bbox")),
+        "epochs_table": text.markdown(epochs.assign(best=text.yes_no(epochs["best"]))) if len(epochs)
+        else "No training has recorded its epochs yet.",
+        "noise_table": text.markdown(text.noise_table(segm.noise_table()), floatfmt=".2f"),
+        "ranks_table": text.markdown(text.ranks_table(segm.ranks_table()), floatfmt=".2f"),
+        "pairs_table": text.markdown(text.pairs_table(segm.pairs_table(), segm.training_measured), floatfmt=".3f"),
+    }
+
+
+def runtime_sections(inputs: Inputs, tradeoff: pd.DataFrame) -> dict:
+    """The placeholders of the deployment sections: speed, IRs, thresholds."""
+    long, label = inputs.long, tables.precision_label
+    note = ("On this machine's CPU, on each dataset's first test image resized as the template says (a keep_ratio "
+            "template pads it only to a multiple of 32): batch-1 latency is the median of repeated runs after warm-up; "
+            "OpenVINO throughput runs asynchronous requests under its throughput hint. Medians over datasets and seeds. "
+            "FP32 and FP16 IRs compute in f32; BF16 is the FP32 IR computed in bfloat16, what OpenVINO does by default "
+            "on CPUs with AMX or AVX512-BF16.")
+    if tables.bf16_ran_in_f32(long):
+        note += " This CPU has no bfloat16 arithmetic, so BF16 ran in f32 here."
+    return {
+        "tradeoff_table": text.markdown(text.tradeoff_table(tradeoff), floatfmt=".2f"),
+        "ir_table": text.markdown(text.ir_table(tables.ir_against_pytorch(long, inputs.ir_measured), label)),
+        "speed_note": note,
+        "speed_table": text.markdown(text.speed_table(tables.speed(long), label), floatfmt=".2f"),
+        "deploy_table": text.markdown(text.deploy_table(tables.deploy(long), label), floatfmt=".3g"),
+    }
+
+
+def pictures(inputs: Inputs) -> tuple[str, dict]:
+    """The predictions section and the pictures it links (first seed of each template x dataset)."""
+    first = min(c.seed for c in inputs.selected)
+    lines, files = [], {}
+    for cell in (c for c in inputs.selected if c.seed == first):
+        source = cell.metrics_dir(inputs.metrics_dir) / PICTURE_FILE
+        if source.is_file():
+            files[f"{cell.name}.jpg"] = source
+            lines += [f"### {cell.template} on {cell.dataset}",
+                      f"![{cell.template} on {cell.dataset}](predictions/{cell.name}.jpg)"]
+    return "\n\n".join(lines) or "No predictions yet.", files
+
+
+def data_sections(inputs: Inputs) -> dict:
+    """The placeholders of the per-class, datasets, templates and provenance sections."""
+    per_class = [f"### {d}\n\n{text.markdown(tables.per_class_segm(inputs.classes, d))}"
+                 for d in inputs.segm.datasets if not tables.per_class_segm(inputs.classes, d).empty]
+    left_out = tables.left_out(inputs.stats)
+    return {
+        "per_class": "\n\n".join(per_class) or "No evaluation yet.",
+        "datasets_table": text.markdown(tables.datasets(inputs.stats)),
+        "skipped": ", ".join(f"{d} {len(s['skipped_images'])}" for d, s in inputs.stats.items()) or "none",
+        "classes_table": text.markdown(tables.classes(inputs.stats)),
+        "left_out": text.markdown(left_out) if not left_out.empty else
+        "Nothing: every image and object was used as shipped.",
+        "recipes": "\n\n".join(f"### {name}\n\n```yaml\n{yaml.safe_dump(recipe, sort_keys=False)}```"
+                               for name, recipe in inputs.recipes.items()),
+        "provenance": text.markdown(tables.provenance(inputs.long)),
+        "first_seed": str(min(c.seed for c in inputs.selected)),
+    }
+
+
+def _number(value):
+    return None if pd.isna(value) else round(float(value), 3)
+
+
+def summary(compared: Comparison, latency: pd.DataFrame) -> dict:
+    """What `dvc exp show` lists. `recommended`: keys that mean the same in every experiment, whichever templates
+    it ran (the template to fine-tune, its average segm mAP and interval, whether training noise was measured);
+    then per template, the average and per-dataset test segm mAP with the bounds of their 95% intervals."""
+    best, tied = compared.group_of_best("average")
+    choice = choose(best, tied, latency.mean(axis=1)) if best else None
+    found = {"recommended": {"template": choice, "segm_map_average": None, "segm_map_average_low": None,
+                             "segm_map_average_high": None, "training_noise_measured": compared.training_measured}}
+    for template in compared.templates:
+        found[template] = {}
+        for column in ["average"] + compared.datasets:
+            low, high = compared.interval(template, column)
+            found[template].update({f"segm_map_{column}": _number(compared.point(template, column)),
+                                    f"segm_map_{column}_low": _number(low), f"segm_map_{column}_high": _number(high)})
+    if choice:
+        found["recommended"].update({k: v for k, v in found[choice].items() if k.startswith("segm_map_average")})
+    return found
+
+
+def build(inputs: Inputs) -> tuple[dict, dict, dict]:
+    """(texts, drawings, folders) for pipelines.report.publish."""
+    epochs = tables.epoch_averages(inputs.curves, inputs.segm.datasets)
+    tradeoff = tables.tradeoff(inputs.long, inputs.segm)
+    scores = tables.scores(inputs.long, inputs.segm)
+    predictions, picture_files = pictures(inputs)
+    values = {**results_sections(inputs, epochs), **runtime_sections(inputs, tradeoff), **data_sections(inputs),
+              "predictions": predictions}
+    markdown = string.Template(TEMPLATE.read_text()).substitute(values)
+    data = plots.plot_data(tradeoff, scores, epochs)
+    texts = {"benchmark.md": markdown, "benchmark.csv": inputs.long.to_csv(index=False),
+             "summary.json": json.dumps(summary(inputs.segm, tables.latency(inputs.long)), indent=2),
+             **{f"{plots.DATA_FOLDER}/{name}": json.dumps(records, indent=1) for name, records in data.items()}}
+    drawings = {"segm_map.png": lambda path: plots.segm_bars(scores, path),
+                "accuracy_latency.png": lambda path: plots.tradeoff_scatter(tradeoff, path),
+                "epochs.png": lambda path: plots.epoch_curves(epochs, path)}
+    return texts, drawings, {"predictions": picture_files}

@@ -1,0 +1,215 @@
+"""The report's tables, from the long table and the comparisons: DataFrames in, DataFrames out, numbers kept as
+numbers (pipelines.report.text formats them once, at the end)."""
+
+import numpy as np
+import pandas as pd
+
+from pipelines.cells import PYTORCH, precision_of
+from pipelines.comparison import Comparison
+from pipelines.confidence import interval, win_share
+
+INT8_TOLERANCE = 1.5  # segm mAP points INT8 may lose against FP32 before the report flags it
+
+
+def runtime_rows(long: pd.DataFrame, runtime: str = PYTORCH) -> pd.DataFrame:
+    return long[long["runtime"] == runtime]
+
+
+def seed_means(long: pd.DataFrame) -> pd.DataFrame:
+    """One row per template x dataset x runtime: each number averaged over seeds (empty if a seed is missing)."""
+    numbers = long.select_dtypes("number").drop(columns=["seed"])
+    grouped = pd.concat([long[["template", "dataset", "runtime"]], numbers], axis=1)
+    return grouped.groupby(["template", "dataset", "runtime"], sort=False).agg(
+        lambda v: v.mean(skipna=False)).reset_index()
+
+
+def per_seed_averages(long: pd.DataFrame, datasets: list, value: str = "segm_map") -> pd.DataFrame:
+    """template x seed: `value` per dataset (columns) and their average (empty if a dataset is missing)."""
+    wide = runtime_rows(long).pivot_table(index=["template", "seed"], columns="dataset", values=value,
+                                          dropna=False, sort=False).reindex(columns=datasets)
+    wide["average"] = wide.mean(axis=1, skipna=False)
+    return wide
+
+
+def scores(long: pd.DataFrame, compared: Comparison, value: str = "segm_map") -> pd.DataFrame:
+    """template, column (average or a dataset), point (mean over seeds), seed_std (their spread; NaN with one
+    seed), low, high (the 95% interval of both noises)."""
+    wide = per_seed_averages(long, compared.datasets, value)
+    rows = []
+    for template in compared.templates:
+        for column in ["average"] + compared.datasets:
+            values = wide.loc[template, column] if template in wide.index.get_level_values(0) else pd.Series([np.nan])
+            low, high = compared.interval(template, column)
+            rows.append({"template": template, "column": column,
+                         "point": values.mean(skipna=False), "seed_std": values.std() if len(values) > 1 else np.nan,
+                         "low": low, "high": high})
+    return pd.DataFrame(rows)
+
+
+def complexity(long: pd.DataFrame) -> pd.DataFrame:
+    """template, gflops, params_m: the PyTorch model's, averaged over datasets (class counts change the heads)."""
+    return runtime_rows(long).groupby("template", sort=False)[["gflops", "params_m"]].mean().reset_index()
+
+
+def latency(long: pd.DataFrame) -> pd.DataFrame:
+    """template x dataset: batch-1 latency of the FP32 IR (PyTorch's where no IR ran), mean over seeds."""
+    rows = long[long["runtime"].isin([PYTORCH, "ir_fp32"])]
+    table = rows.pivot_table(index=["template", "dataset"], columns="runtime", values="latency_ms", sort=False)
+    chosen = table["ir_fp32"].fillna(table[PYTORCH]) if "ir_fp32" in table else table[PYTORCH]
+    return chosen.unstack("dataset")
+
+
+def pareto(points: pd.DataFrame) -> pd.Series:
+    """True for each row (latency_ms, accuracy) that no other row beats on both: faster and as accurate, or better."""
+    def beaten(row):
+        others = points.drop(index=row.name)
+        return ((others["latency_ms"] <= row["latency_ms"]) & (others["accuracy"] >= row["accuracy"]) &
+                ((others["latency_ms"] < row["latency_ms"]) | (others["accuracy"] > row["accuracy"]))).any()
+    return ~points.apply(beaten, axis=1) if len(points) else pd.Series(dtype=bool)
+
+
+def tradeoff(long: pd.DataFrame, compared: Comparison) -> pd.DataFrame:
+    """template, accuracy (average segm mAP), low, high, latency_ms (FP32 IR's median over datasets and seeds,
+    PyTorch's where no IR ran), measured_on, pareto."""
+    def median(runtime):
+        return runtime_rows(long, runtime).groupby("template", sort=False)["latency_ms"].median()
+    ir, torch = median("ir_fp32"), median(PYTORCH)
+    table = pd.DataFrame({"accuracy": [compared.point(t, "average") for t in compared.templates]},
+                         index=compared.templates)
+    table[["low", "high"]] = [compared.interval(t, "average") for t in compared.templates]
+    table["latency_ms"] = ir.reindex(table.index).fillna(torch.reindex(table.index))
+    table["measured_on"] = np.where(ir.reindex(table.index).notna(), "OpenVINO FP32", "PyTorch")
+    known = table.dropna(subset=["accuracy", "latency_ms"])
+    front = pareto(known[["latency_ms", "accuracy"]])
+    table["pareto"] = [bool(front.get(t, False)) for t in table.index]
+    return table.rename_axis("template").reset_index()
+
+
+def ir_against_pytorch(long: pd.DataFrame, measured: dict) -> pd.DataFrame:
+    """template, dataset, runtime (each IR), segm_map, minus_pytorch and its paired 95% interval (replicate b of
+    the IR minus replicate b of the same trained models in PyTorch, averaged over seeds: the training noise does
+    not enter, the models are the same), P(IR > PyTorch), and minus_fp32. `measured`: runtime ->
+    `collect.measured` of segm_map."""
+    means = seed_means(long)
+    rows = means[means["runtime"] != PYTORCH][["template", "dataset", "runtime", "segm_map", "minus_pytorch",
+                                                "minus_fp32"]].copy()
+    bounds = []
+    for row in rows.itertuples():
+        ir, torch = measured.get(row.runtime, {}).get((row.template, row.dataset)), \
+            measured[PYTORCH].get((row.template, row.dataset))
+        if ir is None or torch is None:
+            bounds.append((np.nan, np.nan, np.nan))
+            continue
+        differences = (ir.replicates - torch.replicates).mean(axis=0)
+        bounds.append((*interval(differences), win_share(differences)))
+    rows[["low", "high", "p_better"]] = bounds
+    rows["int8_loses"] = (rows["runtime"] == "ir_int8") & (rows["minus_fp32"] < -INT8_TOLERANCE)
+    return rows
+
+
+def speed(long: pd.DataFrame) -> pd.DataFrame:
+    """template, runtime, latency_ms, throughput_fps (medians over datasets and seeds), speedup (PyTorch's
+    latency over this one), inference_precision (what the IR computed in)."""
+    rows = long.groupby(["template", "runtime"], sort=False)[["latency_ms"] + (
+        ["throughput_fps"] if "throughput_fps" in long else [])].median().reset_index()
+    torch = rows[rows["runtime"] == PYTORCH].set_index("template")["latency_ms"]
+    rows["speedup"] = rows["template"].map(torch) / rows["latency_ms"]
+    if "inference_precision" in long:
+        ran = long.dropna(subset=["inference_precision"]).groupby(["template", "runtime"])["inference_precision"]
+        rows["inference_precision"] = [", ".join(sorted(set(ran.get_group(k)))) if k in ran.groups else None
+                                       for k in zip(rows["template"], rows["runtime"])]
+    return rows
+
+
+def bf16_ran_in_f32(long: pd.DataFrame) -> bool:
+    """True when a BF16 IR ran in f32 (the CPU has no bfloat16 arithmetic)."""
+    if "inference_precision" not in long:
+        return False
+    return "f32" in set(long[long["runtime"] == "ir_bf16"]["inference_precision"].dropna())
+
+
+DEPLOY = ["deploy_threshold", "deploy_precision", "deploy_recall", "deploy_f1"]
+
+
+def deploy(long: pd.DataFrame) -> pd.DataFrame:
+    """template, dataset, runtime, threshold, precision, recall, f1: the F1-best score threshold on the validation
+    split and what it gives on the test split (masks at IoU 0.5), means over seeds."""
+    means = seed_means(long)
+    present = [c for c in DEPLOY if c in means]
+    table = means[["template", "dataset", "runtime"] + present].rename(columns=lambda c: c.removeprefix("deploy_"))
+    return table.sort_values(["template", "dataset"], kind="stable")
+
+
+def epoch_averages(curves: pd.DataFrame, datasets: list) -> pd.DataFrame:
+    """template, epoch, one column per dataset (validation segm mAP, mean over seeds), average (over datasets, at
+    epochs every dataset reached) and best (the epoch with the best average of its template)."""
+    means = curves.groupby(["template", "epoch", "dataset"], sort=False)["val_segm_map"].mean()
+    table = means.unstack("dataset").reindex(columns=datasets)
+    table["average"] = table.mean(axis=1, skipna=False)
+    table = table.reset_index()
+    table["best"] = False
+    for _, rows in table.dropna(subset=["average"]).groupby("template", sort=False):
+        table.loc[rows["average"].idxmax(), "best"] = True
+    return table
+
+
+def per_class_segm(classes: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """class x template: segm AP on one dataset."""
+    return classes[classes["dataset"] == dataset].pivot(index="class", columns="template",
+                                                        values="segm_ap").reset_index()
+
+
+def provenance(long: pd.DataFrame) -> pd.DataFrame:
+    """When the test evaluations finished, and on which CPU, per template (all its datasets and seeds)."""
+    rows = runtime_rows(long)
+    if "finished" not in rows:
+        return pd.DataFrame(columns=["template", "cpu", "cores", "first", "last", "cells"])
+    groups = rows.groupby(["template", "cpu", "cpu_cores"], dropna=False, sort=False)
+    table = groups["finished"].agg(["min", "max", "count"]).reset_index()
+    table["cpu_cores"] = table["cpu_cores"].astype("Int64")  # whole numbers, though IR rows left the column float
+    return table.rename(columns={"min": "first", "max": "last", "count": "cells", "cpu_cores": "cores"})
+
+
+def datasets(stats: dict) -> pd.DataFrame:
+    """One row per dataset x split: images, objects, crowd regions and what was converted or left out."""
+    rows = [{"dataset": dataset, "split": split, "images": s["images"], "instances": sum(s["instances"].values()),
+             "crowd regions": sum(s["crowd_regions"].values()), "images without objects": s["images_without_objects"],
+             "converted": len(s["converted"]), "skipped objects": len(s["skipped_objects"])}
+            for dataset, data in stats.items() for split, s in data["splits"].items()]
+    return pd.DataFrame(rows)
+
+
+def classes(stats: dict) -> pd.DataFrame:
+    """Instances (and crowd regions) per dataset x class, one column per split."""
+    rows = [{"dataset": dataset, "class": label, "split": split, "count": s[kind].get(label, 0), "kind": kind}
+            for dataset, data in stats.items() for split, s in data["splits"].items()
+            for label in data["labels"] for kind in ("instances", "crowd_regions")]
+    long = pd.DataFrame(rows)
+    if long.empty:
+        return long
+    long["column"] = long["split"] + long["kind"].map({"instances": "", "crowd_regions": " crowd"})
+    order = [f"{split}{suffix}" for suffix in ("", " crowd") for split in ("train", "val", "test")]
+    table = long.pivot_table(index=["dataset", "class"], columns="column", values="count", sort=False)
+    return table.reindex(columns=[c for c in order if c in table.columns]).astype(int).reset_index()
+
+
+def left_out(stats: dict, limit: int = 20) -> pd.DataFrame:
+    """Every image or object converted or left out, with the reason; at most `limit` rows per dataset."""
+    rows = []
+    for dataset, data in stats.items():
+        entries = [(f"(subset {e['subset']})", "skipped image", e) for e in data["skipped_images"]]
+        for split, s in data["splits"].items():
+            entries += [(split, what, e) for key, what in (("skipped_objects", "skipped object"),
+                                                           ("converted", "converted image")) for e in s[key]]
+        rows += [{"dataset": dataset, "split": split, "what": what, "image": entry["image"], "reason": entry["reason"]}
+                 for split, what, entry in entries[:limit]]
+        if len(entries) > limit:
+            rows.append({"dataset": dataset, "split": "", "what": f"{len(entries) - limit} more", "image": "",
+                         "reason": f"listed in data/stats/{dataset}.json"})
+    return pd.DataFrame(rows, columns=["dataset", "split", "what", "image", "reason"])
+
+
+def precision_label(runtime: str) -> str:
+    """PyTorch, or IR FP32 / IR INT8 ..."""
+    precision = precision_of(runtime)
+    return "PyTorch" if precision is None else f"IR {precision.upper()}"

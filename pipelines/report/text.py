@@ -1,0 +1,97 @@
+"""Numbers to text, once, at the end: intervals, markdown tables, the wide tables people read."""
+
+import numpy as np
+import pandas as pd
+
+NOT_RUN = "not run"  # a cell whose stage has not run or failed: never a stale number
+
+
+def number(value, digits: int = 1) -> str | None:
+    return None if pd.isna(value) else f"{value:.{digits}f}"
+
+
+def with_interval(point, low=np.nan, high=np.nan, std=np.nan, signed: bool = False) -> str | None:
+    """'62.0', '62.0 ± 2.8' (std over seeds) and ' [58.1, 66.0]' (95% interval) as far as they are known."""
+    if pd.isna(point):
+        return None
+    text = f"{point:+.1f}" if signed else f"{point:.1f}"
+    if not pd.isna(std):
+        text += f" ± {std:.1f}"
+    return text if pd.isna(low) else f"{text} [{low:.1f}, {high:.1f}]"
+
+
+def markdown(table: pd.DataFrame, floatfmt=".1f") -> str:
+    # tabulate's missingval covers None only, so NaN (a missing metrics file) becomes None first.
+    return table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=floatfmt,
+                                                                        missingval=NOT_RUN)
+
+
+def yes_no(flags: pd.Series) -> pd.Series:
+    return flags.map({True: "yes", False: "no"})
+
+
+def score_table(scores: pd.DataFrame, complexity: pd.DataFrame, datasets: list, label: str) -> pd.DataFrame:
+    """The seed's table: model | GFLOPs | Params (M) | Average <label> mAP | one column per dataset."""
+    scores = scores.assign(text=[with_interval(r.point, r.low, r.high, r.seed_std) for r in scores.itertuples()])
+    wide = scores.pivot(index="template", columns="column", values="text").reindex(
+        index=list(dict.fromkeys(scores["template"])), columns=["average"] + datasets)
+    table = complexity.set_index("template").reindex(wide.index).join(wide).reset_index()
+    return table.rename(columns={"template": "model", "gflops": "GFLOPs", "params_m": "Params (M)",
+                                 "average": f"Average {label} mAP"})
+
+
+def pairs_table(pairs: pd.DataFrame, training_measured: bool) -> pd.DataFrame:
+    table = pd.DataFrame({"dataset": pairs["dataset"], "A": pairs["A"], "B": pairs["B"],
+                          "A - B [95%]": [with_interval(r.difference, r.low, r.high, signed=True)
+                                          for r in pairs.itertuples()],
+                          "P(A > B)": pairs["p_better"].astype(float).round(3)})
+    verdict = yes_no(pairs["low"] > 0)
+    table["distinguishable"] = verdict if training_measured else verdict.map(
+        {"yes": "test images only", "no": "no"})
+    return table
+
+
+def ranks_table(ranks: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"template": ranks.index, "mean rank": ranks["mean rank"].values,
+                         "datasets won": ranks["wins"].values,
+                         "Average segm mAP [95%]": [with_interval(r.average, r.low, r.high)
+                                                    for r in ranks.itertuples()]})
+
+
+def tradeoff_table(tradeoff: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"template": tradeoff["template"],
+                         "Average segm mAP [95%]": [with_interval(r.accuracy, r.low, r.high)
+                                                    for r in tradeoff.itertuples()],
+                         "Latency (ms)": tradeoff["latency_ms"], "measured on": tradeoff["measured_on"],
+                         "Pareto front": yes_no(tradeoff["pareto"])})
+
+
+def ir_table(rows: pd.DataFrame, label) -> pd.DataFrame:
+    table = pd.DataFrame({"template": rows["template"], "dataset": rows["dataset"],
+                          "runtime": rows["runtime"].map(label), "segm mAP": rows["segm_map"],
+                          "IR - PyTorch [95%]": [with_interval(r.minus_pytorch, r.low, r.high, signed=True)
+                                                 for r in rows.itertuples()],
+                          "P(IR > PyTorch)": rows["p_better"].round(3),
+                          "IR - FP32": rows["minus_fp32"]})
+    if rows["int8_loses"].any():
+        table["note"] = rows["int8_loses"].map({True: "INT8 loses more than 1.5 points", False: ""})
+    return table
+
+
+def speed_table(rows: pd.DataFrame, label) -> pd.DataFrame:
+    table = pd.DataFrame({"template": rows["template"], "runtime": rows["runtime"].map(label),
+                          "latency (ms)": rows["latency_ms"]})
+    if "throughput_fps" in rows:
+        table["throughput (img/s)"] = rows["throughput_fps"]
+    table["speed-up over PyTorch"] = rows["speedup"]
+    if "inference_precision" in rows:
+        table["computed in"] = rows["inference_precision"]
+    return table
+
+
+def deploy_table(rows: pd.DataFrame, label) -> pd.DataFrame:
+    return rows.assign(runtime=rows["runtime"].map(label)).rename(columns={"f1": "F1"})
+
+
+def noise_table(noise: pd.DataFrame) -> pd.DataFrame:
+    return noise.rename(columns={"between-seed std": "between-seed std of one training (points)"})

@@ -1,0 +1,77 @@
+"""The recommendation: sentences a person can act on, generated from the comparison's numbers.
+
+The phrases are here, filled from the numbers; the report's fixed prose is in template.md.
+"""
+
+import numpy as np
+import pandas as pd
+
+from pipelines.comparison import SAME_SPEED, Comparison, choose
+
+UNMEASURED = ("Training noise was not measured (one seed per cell): the intervals hold the test images' noise only, "
+              "so a difference called distinguishable here may be one training run's luck. Run two seeds or more "
+              "(`-S 'run.seeds=[0,1]'`) to measure it.")
+ONLY_ONE = "Only {best} ran: select more templates in `run.templates` to compare."
+CLEAR = ("**Fine-tune {best}**: it has the best average {metric}, and every other template is below it beyond the 95% "
+         "interval of the paired difference ({noises}).")
+TIED = ("{best} has the best average {metric}, but {noises_subject} cannot tell it apart from {others} (best minus each, "
+        "95% interval reaching 0: {gaps}). **Fine-tune `{choice}`**, {why}.")
+WHY_FASTEST = "the fastest of them; take `{best}` only if its lead, which may be noise, is worth the extra latency"
+WHY_SAME_SPEED = (f"the most accurate of them: the faster ones are within {SAME_SPEED:.0%} of its latency, which is "
+                  "this machine's timing noise")
+WHY_BEST = "the fastest of them and also the most accurate"
+PER_DATASET = "Per dataset (best, then those indistinguishable from it, then the choice among them):"
+DATASET_LINE = "- {dataset}: best {best}; indistinguishable: {group}; choose `{choice}`."
+
+
+def _describe(compared: Comparison, template: str, dataset: str) -> str:
+    low, high = compared.interval(template, dataset)
+    bounds = "" if np.isnan(low) else f" [{low:.1f}, {high:.1f}]"
+    return f"`{template}` ({compared.point(template, dataset):.1f}{bounds})"
+
+
+def _gap(compared: Comparison, best: str, template: str) -> str:
+    found = compared.difference(best, template, "average")
+    bounds = "no interval" if np.isnan(found["low"]) else f"[{found['low']:.1f}, {found['high']:.1f}]"
+    return f"`{template}` {found['difference']:+.1f} {bounds}"
+
+
+def _why(choice: str, best: str, timed: pd.Series) -> str:
+    if choice != best:
+        return WHY_FASTEST.format(best=best)
+    fastest = timed.idxmin() if len(timed) else best
+    return WHY_BEST if fastest == best else WHY_SAME_SPEED
+
+
+def overall(compared: Comparison, latency: pd.Series, metric: str) -> str:
+    """The first sentence: which template to fine-tune, and how sure. `latency`: per template (ms)."""
+    best, tied = compared.group_of_best("average")
+    measured = compared.training_measured
+    noises = "test images and training seeds" if measured else "test images only: training noise not measured"
+    if len(compared.templates) == 1:
+        return ONLY_ONE.format(best=_describe(compared, best, "average"))
+    if not tied:
+        return CLEAR.format(best=_describe(compared, best, "average"), metric=metric, noises=noises)
+    choice = choose(best, tied, latency)
+    return TIED.format(best=_describe(compared, best, "average"), metric=metric,
+                       noises_subject="neither the test images nor the training seeds" if measured
+                       else "the test images (training noise not measured)",
+                       others=", ".join(f"`{t}`" for t in tied), gaps=", ".join(_gap(compared, best, t) for t in tied),
+                       choice=choice, why=_why(choice, best, latency.reindex([best] + tied).dropna()))
+
+
+def recommendation(compared: Comparison, latency: pd.DataFrame, metric: str = "segm mAP") -> list:
+    """The overall choice, then one line per dataset. `latency`: template x dataset (ms)."""
+    if compared.group_of_best("average")[0] is None:
+        return ["No template has a complete set of results yet: nothing to recommend."]
+    lines = [] if compared.training_measured else [UNMEASURED]
+    lines += [overall(compared, latency.mean(axis=1), metric), PER_DATASET]
+    for dataset in compared.datasets:
+        best, tied = compared.group_of_best(dataset)
+        if best is None:
+            lines.append(f"- {dataset}: not run.")
+            continue
+        lines.append(DATASET_LINE.format(dataset=dataset, best=_describe(compared, best, dataset),
+                                         group=", ".join(f"`{t}`" for t in tied) if tied else "none",
+                                         choice=choose(best, tied, latency[dataset])))
+    return lines

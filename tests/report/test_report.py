@@ -1,0 +1,206 @@
+"""The report from metrics files alone: the long table, intervals of both noises, the recommendation, plots and their
+DVC data, atomic writes."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines import cells
+from pipelines.cells import Cell
+from pipelines.report import document, tables
+from pipelines.report.publish import publish
+from stages.report import inputs
+
+TEMPLATES, DATASETS, SEEDS = ["fast", "slow"], ["pets", "wgisd_1"], [0, 1]
+SEGM = {("fast", "pets", 0): 60.0, ("fast", "pets", 1): 64.0, ("fast", "wgisd_1", 0): 20.0, ("fast", "wgisd_1", 1): 30.0,
+        ("slow", "pets", 0): 70.0, ("slow", "pets", 1): 71.0, ("slow", "wgisd_1", 0): 40.0, ("slow", "wgisd_1", 1): 43.0}
+LATENCY = {"fast": 10.0, "slow": 50.0}
+
+
+def write_json(path, values):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(values))
+
+
+@pytest.fixture
+def metrics(tmp_path):
+    spread = np.linspace(-2, 2, 101)  # bootstrap replicates as evaluate writes them: 2 points around the mAP
+    for (template, dataset, seed), segm in SEGM.items():
+        cell = Cell(template, dataset, seed)
+        root = tmp_path / "metrics"
+        write_json(cell.results(cells.PYTORCH, root), {
+            "segm_map": segm, "bbox_map": segm + 1, "gflops": 3.0, "params_m": 11.0, "latency_ms": 2 * LATENCY[template],
+            "finished": f"2026-11-22T0{seed}:00:00+00:00", "cpu": "test CPU", "cpu_cores": 2, "deploy_f1": 90.0})
+        write_json(cell.replicates(cells.PYTORCH, root), {"segm_map": list(segm + spread),
+                                                          "bbox_map": list(segm + 1 + spread)})
+        write_json(cell.results("ir_fp32", root), {"segm_map": segm, "latency_ms": LATENCY[template],
+                                                   "throughput_fps": 50.0})
+        write_json(cell.replicates("ir_fp32", root), {"segm_map": list(segm + spread), "bbox_map": list(spread)})
+        write_json(cell.metrics_dir(root) / cells.TRAIN_FILE, {"best_epoch": 2, "best_val_segm_map": segm + 3,
+                                                               "epochs_run": 3, "train_seconds": 9.5})
+        write_json(cell.metrics_dir(root) / cells.PER_CLASS_FILE, {"cat": {"segm_ap": segm, "segm_ap50": 1,
+                                                                           "bbox_ap": 1, "bbox_ap50": 1}})
+        curve = cell.metrics_dir(root) / cells.VAL_SEGM_CURVE
+        curve.parent.mkdir(parents=True, exist_ok=True)
+        curve.write_text("step\tsegm_map\n" + "".join(f"{e}\t{segm * e / 3}\n" for e in (1, 2, 3)))
+    (cell.metrics_dir(root) / cells.RECIPE_FILE).write_text("lr: 0.01\nseed: 1\n")
+    (tmp_path / "stats").mkdir()
+    return tmp_path
+
+
+def write(root, out, precisions=("fp32",), templates=TEMPLATES, seeds=SEEDS):
+    found = inputs(root / "metrics", root / "stats", templates, DATASETS, seeds, list(precisions), 0)
+    publish(out, *document.build(found))
+    return found
+
+
+def table_row(markdown: str, heading: str, first_cell: str) -> list:
+    section = markdown.split(f"## {heading}\n", 1)[1]
+    line = next(l for l in section.splitlines() if l.startswith(f"| {first_cell} "))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_the_long_table_holds_every_field_of_every_cell_file(metrics, tmp_path):
+    long = write(metrics, tmp_path / "reports").long
+    assert len(long) == len(SEGM) * 2 and set(long["runtime"]) == {"pytorch", "ir_fp32"}
+    csv = pd.read_csv(tmp_path / "reports" / "benchmark.csv")
+    for column in ("best_val_segm_map", "epochs_run", "train_seconds", "throughput_fps", "deploy_f1", "minus_pytorch"):
+        assert column in csv, column
+    row = csv[(csv["template"] == "fast") & (csv["dataset"] == "pets") & (csv["seed"] == 1)]
+    assert row.set_index("runtime").loc["ir_fp32", "minus_pytorch"] == 0.0
+    assert row.set_index("runtime").loc["pytorch", "best_val_segm_map"] == 67.0
+
+
+def test_two_seeds_give_mean_std_and_intervals_wider_than_the_test_images_alone(metrics, tmp_path):
+    write(metrics, tmp_path / "reports")
+    markdown = (tmp_path / "reports" / "benchmark.md").read_text()
+    row = table_row(markdown, "Segm mAP", "fast")
+    # Per seed: averages 40 and 47; per dataset 60/64 and 20/30; then each one's 95% interval.
+    assert [c.split(" [")[0] for c in row[3:6]] == ["43.5 ± 4.9", "62.0 ± 2.8", "25.0 ± 7.1"]
+    assert "mean ± std over seeds 0, 1" in markdown
+    summary = json.loads((tmp_path / "reports" / "summary.json").read_text())
+    points = {"segm_map_average": 56.0, "segm_map_pets": 70.5, "segm_map_wgisd_1": 41.5}
+    assert {k: v for k, v in summary["slow"].items() if k in points} == points
+    for name, point in points.items():  # training noise included: wider than the test images' 2 points
+        assert summary["slow"][f"{name}_low"] < point - 2 and summary["slow"][f"{name}_high"] > point + 2
+    noise = table_row(markdown, "How sure", "wgisd_1")  # pooled: (50 + 4.5) / 2 = 27.25 -> 5.22 points, 2 df;
+    assert noise[1:] == ["5.22", "2", "5.22", "2"]        # two datasets are too few to moderate it
+
+
+def test_recommendation_agrees_with_the_tables_and_summary(metrics, tmp_path):
+    """slow beats fast by 12.5 points on average, far beyond both noises: the report says to fine-tune slow and
+    the paired table calls the gap distinguishable; summary.json names it under keys every experiment shares."""
+    write(metrics, tmp_path / "reports")
+    markdown = (tmp_path / "reports" / "benchmark.md").read_text()
+    advice = markdown.split("## Recommendation\n", 1)[1].split("\n## ", 1)[0]
+    assert "**Fine-tune `slow` (56.0 [" in advice and "test images and training seeds" in advice
+    average = table_row(markdown, "How sure", "average")
+    assert average[1:3] == ["slow", "fast"] and average[3].startswith("+12.5 [") and average[5] == "yes"
+    assert 0.95 < float(average[4]) < 1  # the seeds' spread (up to 10 points) makes it less than sure
+    summary = json.loads((tmp_path / "reports" / "summary.json").read_text())["recommended"]
+    assert summary["template"] == "slow" and summary["segm_map_average"] == 56.0 and summary["training_noise_measured"]
+
+
+def test_one_seed_says_training_noise_was_not_measured(metrics, tmp_path):
+    write(metrics, tmp_path / "reports", seeds=[0])
+    markdown = (tmp_path / "reports" / "benchmark.md").read_text()
+    advice = markdown.split("## Recommendation\n", 1)[1].split("\n## ", 1)[0]
+    assert advice.strip().startswith("Training noise was not measured")
+    assert table_row(markdown, "How sure", "average")[-1] == "test images only"
+    assert not json.loads((tmp_path / "reports" / "summary.json").read_text())["recommended"]["training_noise_measured"]
+
+
+def test_epoch_averages_mark_the_best_epoch(metrics, tmp_path):
+    found = write(metrics, tmp_path / "reports")
+    epochs = tables.epoch_averages(found.curves, DATASETS)
+    fast = epochs[epochs["template"] == "fast"].set_index("epoch")
+    assert fast.loc[3, "pets"] == pytest.approx(62.0) and fast.loc[3, "average"] == pytest.approx(43.5)
+    assert list(fast["best"]) == [False, False, True]
+    data = json.loads((tmp_path / "reports" / "plots" / "epochs.json").read_text())
+    assert {"template": "slow", "epoch": 3, "val_segm_map": 56.0, "best": "yes"} in data
+
+
+def test_pareto_front_plots_and_their_dvc_data(metrics, tmp_path):
+    write(metrics, tmp_path / "reports")
+    markdown = (tmp_path / "reports" / "benchmark.md").read_text()
+    # fast: 10 ms, 43.5; slow: 50 ms, 56.0: neither beats the other on both.
+    assert table_row(markdown, "Accuracy against speed", "fast")[-1] == "yes"
+    for picture in ("segm_map.png", "accuracy_latency.png", "epochs.png"):
+        assert (tmp_path / "reports" / picture).stat().st_size > 1000 and f"]({picture})" in markdown
+    points = json.loads((tmp_path / "reports" / "plots" / "accuracy_latency.json").read_text())
+    assert [(p["template"], p["latency_ms"], p["segm_map"], p["pareto"]) for p in points] == [
+        ("fast", 10.0, 43.5, "yes"), ("slow", 50.0, 56.0, "yes")]
+    bars = json.loads((tmp_path / "reports" / "plots" / "segm_map.json").read_text())
+    assert {(b["template"], b["dataset"]) for b in bars} == {(t, d) for t in TEMPLATES for d in DATASETS}
+    assert "```yaml\nlr: 0.01\n```" in markdown
+    assert table_row(markdown, "When and where", "fast")[1:] == ["test CPU", "2", "2026-11-22T00:00:00+00:00",
+                                                                  "2026-11-22T01:00:00+00:00", "4"]
+
+
+def test_pareto_drops_a_template_beaten_on_both():
+    points = pd.DataFrame({"latency_ms": [10, 20, 30], "accuracy": [50, 40, 60]}, index=["a", "b", "c"])
+    assert tables.pareto(points).to_dict() == {"a": True, "b": False, "c": True}
+
+
+def test_missing_cell_reads_not_run(metrics, tmp_path):
+    Cell("slow", "pets", 1).results(cells.PYTORCH, metrics / "metrics").unlink()
+    write(metrics, tmp_path / "reports")
+    row = table_row((tmp_path / "reports" / "benchmark.md").read_text(), "Segm mAP", "slow")
+    assert row[3] == "not run" and row[4] == "not run" and row[5].startswith("41.5 ± 2.1 [")
+
+
+def test_interrupted_report_leaves_the_previous_one_whole(metrics, tmp_path, monkeypatch):
+    out = tmp_path / "reports"
+    write(metrics, out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    write_json(Cell("fast", "pets", 0).results(cells.PYTORCH, metrics / "metrics"), {"segm_map": 1.0})
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(document.plots, "tradeoff_scatter", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write(metrics, out)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and ".tmp" not in p.name}
+    assert after == before
+
+
+@pytest.mark.parametrize("ran_in", ["bf16", "f32"])
+def test_bf16_rows_and_what_it_ran_in(metrics, tmp_path, ran_in):
+    for (template, dataset, seed), segm in SEGM.items():
+        write_json(Cell(template, dataset, seed).results("ir_bf16", metrics / "metrics"), {
+            "segm_map": segm - 0.5, "latency_ms": LATENCY[template] / 4, "throughput_fps": 99.0,
+            "inference_precision": ran_in})
+    write(metrics, tmp_path / "reports", ["fp32", "bf16"])
+    markdown = (tmp_path / "reports" / "benchmark.md").read_text()
+    speed = markdown.split("## Speed\n", 1)[1]
+    line = next(l for l in speed.splitlines() if l.startswith("| fast ") and "IR BF16" in l)
+    assert [c.strip() for c in line.strip("|").split("|")][2:5] == ["2.50", "99.00", "8.00"]  # 20 ms / 2.5 ms
+    ir = markdown.split("## OpenVINO IR against PyTorch\n", 1)[1]
+    line = next(l for l in ir.splitlines() if l.startswith("| fast ") and "| pets " in l and "IR BF16" in l)
+    assert [c.strip() for c in line.strip("|").split("|")][3:5] == ["61.5", "-0.5"]  # 62 - 0.5, no replicates
+    assert ("BF16 ran in f32 here" in markdown) == (ran_in == "f32")
+
+
+def test_only_selected_precisions_and_cells_reach_the_report(metrics, tmp_path):
+    """An IR precision dropped from export.precisions, or a template dropped from run.templates, leaves
+    its files under metrics/; none of its numbers or pictures may reach reports/."""
+    for (template, dataset, seed), segm in SEGM.items():
+        cell = Cell(template, dataset, seed)
+        write_json(cell.results("ir_int8", metrics / "metrics"), {"segm_map": segm - 1, "latency_ms": 1.0})
+        (cell.metrics_dir(metrics / "metrics") / cells.PICTURE_FILE).write_bytes(cell.name.encode())
+    out = tmp_path / "reports"
+    write(metrics, out, ["fp32", "int8"])
+    assert "IR INT8" in (out / "benchmark.md").read_text()
+    assert sorted(p.name for p in (out / "predictions").iterdir()) == [
+        "fast-pets-seed0.jpg", "fast-wgisd_1-seed0.jpg", "slow-pets-seed0.jpg", "slow-wgisd_1-seed0.jpg"]
+    write(metrics, out, ["fp32"], templates=["fast"])
+    markdown, csv = (out / "benchmark.md").read_text(), (out / "benchmark.csv").read_text()
+    assert "int8" not in csv.lower() and "int8" not in markdown.lower()
+    assert set(pd.read_csv(out / "benchmark.csv")["template"]) == {"fast"} and "slow" not in markdown
+    assert "slow" not in (out / "summary.json").read_text()
+    assert sorted(p.name for p in (out / "predictions").iterdir()) == ["fast-pets-seed0.jpg", "fast-wgisd_1-seed0.jpg"]
+    assert (out / "predictions" / "fast-pets-seed0.jpg").read_bytes() == b"fast-pets-seed0"
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]  # nothing staged is left behind
