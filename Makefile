@@ -1,4 +1,5 @@
-# Two entry points for a fresh machine: `make benchmark` and `make test` (see README).
+# The project's entry points on a fresh machine (README): `make benchmark` runs the benchmark on its demo data,
+# `make test` the whole test suite (what .ci/run calls), `make test-fast` the unit tests (a few minutes).
 VENV := .venv
 STAMP := $(VENV)/.installed
 # mmcv without compiled ops, and without its opencv-python requirement (datumaro brings opencv-python-headless):
@@ -7,7 +8,7 @@ MMCV := mmcv-lite==2.1.0
 # dvc.yaml's commands call `python`: make it the project's interpreter.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: benchmark test setup fetch compare
+.PHONY: benchmark test test-fast setup fetch compare
 
 setup: $(STAMP)
 
@@ -25,11 +26,14 @@ benchmark: $(STAMP)
 test: $(STAMP)
 	python -m pytest -ra --durations=15
 
+test-fast: $(STAMP)
+	python -m pytest -ra -m "not slow" --durations=10
+
 # The real Pets and WGISD into data/raw (Cityscapes needs an account: see README).
 fetch: $(STAMP)
 	python -m pipelines.datasets.fetch --out data/raw
 
-# Experiments side by side (after `make benchmark`): per template average and per-dataset test segm mAP,
-# and the params that differ; a column equal in every row is left out.
-compare:
-	dvc exp show --md --only-changed --drop 'Created|State|Executor|^(data|models|pipelines|stages)/.*|^metrics$$'
+# Experiments against their baselines (after `make benchmark` and `dvc exp run`s): per template, per dataset and
+# on average, the difference in test segm mAP with its paired 95% interval, and the params that differ.
+compare: $(STAMP)
+	python -m pipelines.compare

@@ -38,10 +38,23 @@ def restored_stages(output: str) -> set:
     return set(re.findall(r"Stage '([^']+)' is cached - skipping run", output))
 
 
-def cell_stages(templates, datasets, precisions) -> set:
-    """DVC's names of the train, evaluate, export and validate stages of these cells, seed 0."""
-    names = {f"{stage}@{t}-{d}-0" for stage in ("train", "evaluate", "export") for t in templates for d in datasets}
-    return names | {f"validate@{t}-{d}-0-{p}" for t in templates for d in datasets for p in precisions}
+def engine_of(template: str) -> str:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())["templates"][template]["engine"]
+
+
+def selection(*templates) -> dict:
+    """params.yaml's run.templates selecting `templates` (every engine listed, [] for those with none)."""
+    engines = yaml.safe_load((ROOT / "params.yaml").read_text())["run"]["templates"]
+    return {engine: [t for t in templates if engine_of(t) == engine] for engine in engines}
+
+
+def cell_stages(templates, datasets, precisions, seeds=(0,)) -> set:
+    """DVC's names of the train, evaluate, export and validate stages of these cells (dvc.yaml's families are
+    named after the template's engine)."""
+    names = {f"{stage}_{engine_of(t)}@{t}-{d}-{s}" for stage in ("train", "evaluate", "export")
+             for t in templates for d in datasets for s in seeds}
+    return names | {f"validate_{engine_of(t)}@{t}-{d}-{s}-{p}" for t in templates for d in datasets
+                    for s in seeds for p in precisions}
 
 
 def edit_params(repo: Path, change) -> None:

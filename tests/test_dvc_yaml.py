@@ -1,10 +1,11 @@
 """dvc.yaml declares exactly what each stage touches, derived from the code rather than kept by hand.
 
 For every stage DVC resolves from dvc.yaml, the project modules its entry point imports (directly or
-through other project modules, lazy imports and the engine registry included) must be its code deps,
-no more and no fewer; the params.yaml keys it reads through `load_params()` must be its `params`; and
-every path its command names must be one of its deps or outs. A wrong list makes DVC skip work that
-changed or redo work that did not.
+through other project modules, lazy imports included; a stage of an engine's family, `<verb>_<engine>`,
+whose entry point imports the engine registry also runs that engine's package) must be its code deps, no more and no fewer; the params.yaml keys it
+reads through `load_params()` must be its `params`; every path its command names must be one of its deps
+or outs; and a cell's paths are those of pipelines/cells.py. A wrong list makes DVC skip work that changed
+or redo work that did not.
 """
 
 import ast
@@ -18,12 +19,12 @@ import yaml
 from dvc.dependency.param import ParamsDependency
 from dvc.repo import Repo
 
-from pipelines.config import YAML_KEYS
+from pipelines import cells
+from pipelines.config import YAML_KEYS, load_params
+from pipelines.engines import ENGINES
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("pipelines", "stages")
-# Module-level dicts whose string values name modules that `importlib` loads at run time.
-REGISTRIES = {"pipelines/engines/__init__.py": "ENGINES"}
 
 
 def module_file(root: Path, name: str) -> Path | None:
@@ -55,16 +56,13 @@ def imported_names(root: Path, path: Path) -> set:
             if node.level:
                 base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base]).strip(".")
             names |= {base} | {f"{base}.{alias.name}" for alias in node.names}
-    registry = REGISTRIES.get(path.relative_to(root).as_posix())
-    for node in ast.walk(tree) if registry else ():
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == registry for t in node.targets):
-            names |= {v.value for v in node.value.values}
     return {".".join(name.split(".")[:k]) for name in names for k in range(1, len(name.split(".")) + 1)}
 
 
-def code_deps(root: Path, entry: str) -> set:
-    """Project files that running module `entry` may execute, relative to `root`."""
-    found, todo = set(), [module_file(root, entry)]
+def code_deps(root: Path, entry: str, engine: str | None = None) -> set:
+    """Project files that running module `entry` may execute, relative to `root`; with `engine`, the stage also
+    runs that engine's package (pipelines.engines.adapter imports it by name)."""
+    found, todo = set(), [module_file(root, entry)] + ([module_file(root, ENGINES[engine])] if engine else [])
     while todo:
         path = todo.pop()
         if path in found:
@@ -145,7 +143,11 @@ def problems(root: Path) -> list:
             files |= {p.relative_to(root).as_posix() for p in (root / dep).rglob("*.py")
                       if (p.name != "__init__.py" or has_code(p)) and "configs" not in p.relative_to(root).parts} \
                 if (root / dep).is_dir() else {dep}
-        needed = code_deps(root, entry)
+        family = name.split("@")[0]
+        engine = family.split("_", 1)[1] if "_" in family and family.split("_", 1)[1] in ENGINES else None
+        if "pipelines.engines" not in imported_names(root, module_file(root, entry)):
+            engine = None  # its stages do not load a model (validate runs the IR alone)
+        needed = code_deps(root, entry, engine)
         found += [f"{name}: imports {f}, which its deps do not list" for f in sorted(needed - files)]
         found += [f"{name}: lists {f} in its deps, which it never imports" for f in sorted(files - needed)]
         listed_params = {p for d in stage.deps if isinstance(d, ParamsDependency) for p in d.params}
@@ -183,12 +185,65 @@ def scratch_copy(tmp_path: Path) -> Path:
 def test_a_missing_dep_an_undeclared_import_and_an_extra_param_are_caught(tmp_path):
     copy = scratch_copy(tmp_path)
     dvc_yaml = yaml.safe_load((copy / "dvc.yaml").read_text())
-    dvc_yaml["stages"]["evaluate"]["deps"].remove("pipelines/visualize.py")
-    dvc_yaml["stages"]["validate"]["params"].append("export")
+    dvc_yaml["stages"]["evaluate_torchvision"]["deps"].remove("pipelines/visualize.py")
+    dvc_yaml["stages"]["validate_torchvision"]["params"].append("export")
+    dvc_yaml["stages"]["validate_torchvision"]["outs"] = [o.replace("_bootstrap", "_replicates")
+                                                          for o in dvc_yaml["stages"]["validate_torchvision"]["outs"]]
+    dvc_yaml["stages"]["validate_torchvision"]["cmd"] = dvc_yaml["stages"]["validate_torchvision"]["cmd"].replace(
+        "_bootstrap", "_replicates")
     (copy / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
     stage = copy / "stages" / "validate.py"
-    stage.write_text(stage.read_text().replace("import argparse\n", "import argparse\n\nimport pipelines.report\n"))
+    stage.write_text(stage.read_text().replace("import argparse\n", "import argparse\n\nimport pipelines.report.text\n"))
     found = problems(copy)
-    assert "evaluate@tiny-pets-0: imports pipelines/visualize.py, which its deps do not list" in found
-    assert "validate@tiny-pets-0-fp32: imports pipelines/report.py, which its deps do not list" in found
-    assert any(line.startswith("validate@tiny-pets-0-fp32: lists params key export, but reads only") for line in found)
+    assert "evaluate_torchvision@tv_lite0-pets-0: imports pipelines/visualize.py, which its deps do not list" in found
+    assert "validate_torchvision@tv_lite0-pets-0-fp32: imports pipelines/report/text.py, which its deps do not " \
+           "list" in found
+    assert any(line.startswith("validate_torchvision@tv_lite0-pets-0-fp32: lists params key export, but reads only")
+               for line in found)
+    assert [line.split(":")[0] for line in cell_path_problems(copy)] == ["validate fp32"]  # not cells.py's name
+
+
+def expected_cell_paths(cell: cells.Cell, precisions: list) -> dict:
+    """verb -> (deps, outs) the cell's stages must declare, in pipelines/cells.py's names."""
+    model, metrics = cell.model_dir() / cells.MODEL_FILE, cell.metrics_dir()
+    live = metrics / cells.LIVE_FOLDER
+    data = Path("data/prepared") / cell.dataset
+    paths = {
+        "train": ({data}, {model, metrics / cells.TRAIN_FILE, metrics / cells.RECIPE_FILE, live / "metrics.json",
+                           live / "plots" / "metrics"}),
+        "evaluate": ({model, data}, {cell.results(cells.PYTORCH), cell.replicates(cells.PYTORCH),
+                                     metrics / cells.PER_CLASS_FILE, metrics / cells.PICTURE_FILE}),
+        "export": ({model, data}, {cell.model_dir() / cells.IR_FOLDER}),
+    }
+    for precision in precisions:
+        runtime = cells.runtime(precision)
+        paths[f"validate {precision}"] = ({cell.ir(precision).parent, data},
+                                          {cell.results(runtime), cell.replicates(runtime)})
+    return paths
+
+
+def cell_path_problems(root: Path) -> list:
+    """Cells whose stages' deps and outs in dvc.yaml are not those pipelines/cells.py names."""
+    with Repo(str(root)) as repo:
+        stages = list(repo.index.stages)
+    params = load_params(root / "params.yaml")
+    declared = {}
+    for stage in stages:
+        verb = stage.name.split("@")[0].split("_")[0]
+        if verb in ("train", "evaluate", "export", "validate"):
+            if verb == "validate":
+                verb = f"validate {Path(shlex.split(stage.cmd)[shlex.split(stage.cmd).index('--ir') + 1]).parent.name}"
+            paths = {Path(d.def_path) for d in stage.deps if not isinstance(d, ParamsDependency)}
+            declared.setdefault(verb, []).append(({p for p in paths if p.parts[0] in ("data", "models")},
+                                                  {Path(o.def_path) for o in stage.outs}))
+    expected = {}
+    for cell in cells.selected(params.run_templates, list(params.datasets), params.run_seeds):
+        for verb, pair in expected_cell_paths(cell, params.export["precisions"]).items():
+            expected.setdefault(verb, []).append(pair)
+    key = lambda pairs: sorted((sorted(map(str, d)), sorted(map(str, o))) for d, o in pairs)  # noqa: E731
+    return [f"{verb}: dvc.yaml declares {key(declared.get(verb, []))[:1]}..., cells.py names {key(pairs)[:1]}..."
+            for verb, pairs in expected.items() if key(declared.get(verb, [])) != key(pairs)]
+
+
+def test_dvc_yaml_names_every_cell_path_as_pipelines_cells_does():
+    assert cell_path_problems(ROOT) == []

@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 
 from pipelines.datasets import demo
-from tests.repos import cell_stages, edit_params, project_repo, ran_stages, run
+from pipelines import cells
+from tests.repos import cell_stages, edit_params, project_repo, ran_stages, run, selection
 
 # One dataset per importer (the reference sets' other variants differ in options only), and a user's COCO
 # data added by a params.yaml entry alone.
@@ -28,6 +29,7 @@ USER_COCO = {"format": "coco_json", "path": "user_coco",
                          "image_root": "photos"},
              "subsets": {"train": "train", "test": "test"}, "val_ratio": 0.25, "seed": 0}
 TEMPLATES = ["tiny", "mmdet_r18"]  # one template of each engine
+SEEDS = [0, 1]  # as the default run: the training noise is measured
 PRECISIONS = ["fp32", "bf16"]
 
 
@@ -41,7 +43,7 @@ def bench(tmp_path_factory):
                               wgisd={"train": 12, "test": 6})
         for template in TEMPLATES:
             params["templates"][template].update(epochs=1, input_size=96, warmup_iters=2)
-        params["run"]["templates"] = TEMPLATES
+        params["run"].update(templates=selection(*TEMPLATES), seeds=SEEDS)
         params["datasets"] = {**{k: params["datasets"][k] for k in DATASETS if k in params["datasets"]},
                               "user_coco": USER_COCO}
         params["export"].update(precisions=PRECISIONS, calibration_images=2)
@@ -67,38 +69,51 @@ def clone(bench_repo: Path, destination: Path) -> Path:
 @pytest.mark.slow
 def test_report_matches_metrics(bench):
     repo, output = bench
-    assert cell_stages(TEMPLATES, DATASETS, PRECISIONS) <= ran_stages(output)
+    assert cell_stages(TEMPLATES, DATASETS, PRECISIONS, SEEDS) <= ran_stages(output)
     table = pd.read_csv(repo / "reports" / "benchmark.csv")
-    assert sorted(table["dataset"]) == sorted(DATASETS * 2) and set(table["template"]) == set(TEMPLATES)
+    runtimes = [cells.PYTORCH] + [cells.runtime(p) for p in PRECISIONS]
+    assert len(table) == len(TEMPLATES) * len(DATASETS) * len(SEEDS) * len(runtimes)
     for row in table.itertuples():
-        folder = repo / "metrics" / f"{row.template}-{row.dataset}-seed0"
-        pytorch = json.loads((folder / "pytorch.json").read_text())
-        ir = json.loads((folder / "ir_fp32.json").read_text())
-        bf16 = json.loads((folder / "ir_bf16.json").read_text())
-        assert row.segm_map == pytest.approx(pytorch["segm_map"]) and row.ir_segm_map == pytest.approx(ir["segm_map"])
-        assert row.ir_bf16_segm_map == pytest.approx(bf16["segm_map"]) and bf16["inference_precision"] in ("bf16", "f32")
-        assert row.bbox_map == pytest.approx(pytorch["bbox_map"]) and row.gflops == pytorch["gflops"] > 0
-        for found in (pytorch, ir, bf16):  # every interval holds its point, PyTorch's and each IR's
-            assert found["segm_map_low"] <= found["segm_map"] <= found["segm_map_high"]
-            assert found["bbox_map_low"] <= found["bbox_map"] <= found["bbox_map_high"]
-            assert 0 <= found["deploy_f1"] <= 100 and "deploy_threshold" in found
-        replicates = json.loads((folder / "pytorch_bootstrap.json").read_text())
-        assert len(replicates["segm_map"]) == 1000 and row.segm_map_low == pytest.approx(pytorch["segm_map_low"])
+        cell = cells.Cell(row.template, row.dataset, row.seed)
+        found = json.loads(cell.results(row.runtime, repo / "metrics").read_text())
+        trained = json.loads((cell.metrics_dir(repo / "metrics") / cells.TRAIN_FILE).read_text())
+        assert row.segm_map == pytest.approx(found["segm_map"]) and row.bbox_map == pytest.approx(found["bbox_map"])
+        assert row.best_val_segm_map == pytest.approx(trained["best_val_segm_map"]) and row.epochs_run == 1
+        # every interval holds its point, PyTorch's and each IR's
+        assert found["segm_map_low"] <= found["segm_map"] <= found["segm_map_high"]
+        assert found["bbox_map_low"] <= found["bbox_map"] <= found["bbox_map_high"]
+        assert 0 <= found["deploy_f1"] <= 100 and "deploy_threshold" in found
+        replicates = json.loads(cell.replicates(row.runtime, repo / "metrics").read_text())
+        assert len(replicates["segm_map"]) == 1000
+        if row.runtime == cells.PYTORCH:
+            assert row.gflops == found["gflops"] > 0
+        else:  # the IR computed what it was asked to: f32, or bf16 where the CPU has it
+            expected = "bf16" if row.runtime == "ir_bf16" and bf16_capable() else "f32"
+            assert found["inference_precision"] == expected
     markdown = (repo / "reports" / "benchmark.md").read_text()
     assert "**Fine-tune `" in markdown.split("## Recommendation", 1)[1].split("\n## ", 1)[0]
+    summary = json.loads((repo / "reports" / "summary.json").read_text())
+    assert summary["recommended"]["template"] in TEMPLATES and summary["recommended"]["training_noise_measured"]
     for template in TEMPLATES:
         line = next(l for l in markdown.splitlines() if l.startswith(f"| {template} "))
-        cells = [c.strip().split(" [")[0] for c in line.strip("|").split("|")]  # the points, before their intervals
-        average, per_dataset = float(cells[3]), [float(c) for c in cells[4:4 + len(DATASETS)]]
+        points = [c.strip().split(" ")[0] for c in line.strip("|").split("|")]  # before ± and the interval
+        average, per_dataset = float(points[3]), [float(c) for c in points[4:4 + len(DATASETS)]]
         assert average == pytest.approx(sum(per_dataset) / len(DATASETS), abs=0.06)
-        summary = json.loads((repo / "reports" / "summary.json").read_text())
         assert summary[template]["segm_map_average"] == pytest.approx(average, abs=0.06)
     assert re.search(r"\| user_coco\s+\| train\s+\|\s+\d+ \|", markdown)  # its statistics too
-    assert "## Speed" in markdown and "## Per-class segm AP" in markdown
+    for section in ("## Speed", "## Per-class segm AP", "## Validation segm mAP per epoch", "## How sure"):
+        assert section in markdown
     for picture in re.findall(r"!\[[^]]*\]\(([^)]+)\)", markdown):  # every picture the report links is there
         assert (repo / "reports" / picture).stat().st_size > 1000, picture
     assert sorted(p.name for p in (repo / "reports" / "predictions").iterdir()) == sorted(
         f"{t}-{d}-seed0.jpg" for t in TEMPLATES for d in DATASETS)
+    for name in ("accuracy_latency.json", "segm_map.json", "epochs.json"):
+        assert json.loads((repo / "reports" / "plots" / name).read_text()), name
+
+
+def bf16_capable() -> bool:
+    import openvino as ov
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 @pytest.mark.slow
@@ -130,7 +145,7 @@ def test_a_queued_experiment_reruns_only_the_template_it_changes(bench, tmp_path
     wait_for_queue(repo)
     logs = run(["dvc", "queue", "logs", "lower-lr"], repo).stdout
     assert "Success" in run(["dvc", "queue", "status"], repo).stdout, logs[-3000:]
-    assert ran_stages(logs) == cell_stages(["tiny"], DATASETS, PRECISIONS) | {"report"}, logs[-3000:]
+    assert ran_stages(logs) == cell_stages(["tiny"], DATASETS, PRECISIONS, SEEDS) | {"report"}, logs[-3000:]
     # The README's comparison commands, as written there.
     shown = run(["dvc", "exp", "show", "--md"], repo).stdout
     assert "lower-lr" in shown and "tiny.segm_map_average" in shown and "mmdet_r18.segm_map_pets" in shown
@@ -157,8 +172,8 @@ def test_adding_a_precision_runs_only_its_stages_and_dropping_it_removes_its_col
     added = run(["dvc", "repro"], repo)
     # export writes one folder per precision; fp32 and bf16 come out byte for byte the same, so their
     # validations stay: only the new IRs are scored.
-    expected = {f"export@{t}-{d}-0" for t in TEMPLATES for d in DATASETS}
-    expected |= {f"validate@{t}-{d}-0-int8" for t in TEMPLATES for d in DATASETS} | {"report"}
+    expected = {name for name in cell_stages(TEMPLATES, DATASETS, PRECISIONS + ["int8"], SEEDS)
+                if name.startswith("export") or name.endswith("-int8")} | {"report"}
     assert ran_stages(added.stdout) == expected, added.stdout[-3000:]
     assert all("int8" in text.lower() for name, text in report_files(repo).items() if name != "summary.json")
     edit_params(repo, lambda p: p["export"].update(precisions=PRECISIONS))

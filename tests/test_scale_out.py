@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.repos import ROOT, cell_stages, environment, project_repo, ran_stages, restored_stages, run
+from tests.repos import ROOT, cell_stages, environment, project_repo, ran_stages, restored_stages, run, selection
 
 DATASET, TEMPLATES = "wgisd_1", ["tiny", "mmdet_r18"]
 CELL_STAGES = cell_stages(TEMPLATES, [DATASET], ["fp32"])
@@ -28,7 +28,7 @@ def one_dataset_one_epoch(params):
                           wgisd={"train": 12, "test": 6})
     for template in TEMPLATES:
         params["templates"][template].update(epochs=1, input_size=96, warmup_iters=2)
-    params["run"]["templates"] = TEMPLATES
+    params["run"].update(templates=selection(*TEMPLATES), seeds=[0])
     params["datasets"] = {DATASET: params["datasets"][DATASET]}
     params["export"].update(precisions=["fp32"], calibration_images=2)
     params["speed"].update(warmup=1, repeats=2, throughput_seconds=0.3)
@@ -79,7 +79,7 @@ def test_two_machines_share_one_benchmark_through_the_run_cache(tmp_path):
 
     # Machine A: the README's experiment form of a shard, one template.
     a = machine(origin, "machine-a")
-    first = run(["dvc", "exp", "run", "-S", "run.templates=[tiny]"], a)
+    first = run(["dvc", "exp", "run", "-S", "run.templates.mmdet=[]"], a)
     assert {s for s in ran_stages(first.stdout) if "@" in s and not s.startswith("prepare")} == \
         cell_stages(["tiny"], [DATASET], ["fp32"]), first.stdout[-3000:]
     run(["dvc", "push", "--run-cache"], a)
@@ -89,7 +89,7 @@ def test_two_machines_share_one_benchmark_through_the_run_cache(tmp_path):
     slurm = dict(SLURM_ARRAY_TASK_ID="1", SLURM_SUBMIT_DIR=str(origin), SHARD_ROOT=str(tmp_path / "machine-b"),
                  BENCH_VENV=sys.prefix)
     b = tmp_path / "machine-b" / "mmdet_r18"
-    finished, killed = killed_after(task, tmp_path, slurm, b, f"train@mmdet_r18-{DATASET}-0")
+    finished, killed = killed_after(task, tmp_path, slurm, b, f"train_mmdet@mmdet_r18-{DATASET}-0")
     # The data stages A pushed were restored on B, not recomputed: their keys do not depend on the templates run.
     assert restored_stages(killed) == {"demo_data", f"prepare@{DATASET}"}, killed[-3000:]
     remaining = cell_stages(["mmdet_r18"], [DATASET], ["fp32"]) - finished

@@ -1,0 +1,145 @@
+"""Configurations compared across experiments, with the statistics the report uses within a run.
+
+    python -m pipelines.compare                  # the workspace against HEAD, and every experiment of
+                                                 # `dvc exp show` against its baseline commit
+    python -m pipelines.compare A B [C ...]      # B, C ... against A (experiment names or git revisions)
+
+For every template both ran, per dataset both ran and on their average: test segm mAP in each, the difference
+with its paired 95% interval (test images and training seeds, as pipelines.comparison computes them) and
+P(B > A); and the params that differ. Each experiment's files are read through DVC (git and the DVC cache, the
+workspace for the workspace): nothing is checked out. Two experiments pair only when their test splits and
+resample settings are the same; otherwise the pair is refused with a message saying which.
+"""
+
+import argparse
+import hashlib
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import yaml
+from dvc.api import DVCFileSystem, exp_show
+
+from pipelines import cells
+from pipelines.comparison import Cell, Comparison
+
+WORKSPACE = "workspace"
+
+
+class Revision:
+    """One experiment, commit or the workspace, read through DVC."""
+
+    def __init__(self, name: str, rev: str | None):
+        self.name, self.rev = name, rev
+        self.fs = DVCFileSystem(".", rev=rev)
+        self.params = yaml.safe_load(self.fs.read_text("params.yaml"))
+
+    def read(self, path) -> str | None:
+        try:
+            return self.fs.read_text(str(path))
+        except (FileNotFoundError, OSError):
+            return None
+
+    @property
+    def templates(self) -> list:
+        return [t for names in self.params["run"]["templates"].values() for t in names or []]
+
+    def test_split(self, dataset: str) -> str | None:
+        """The sha256 of the dataset's prepared test split: what pairing needs to be the same."""
+        found = self.read(f"data/prepared/{dataset}/test.json")
+        return hashlib.sha256(found.encode()).hexdigest() if found is not None else None
+
+    def cell(self, template: str, dataset: str) -> Cell | None:
+        """Each seed's test segm mAP and its bootstrap replicates; None if any seed's files are missing."""
+        points, replicates = [], []
+        for seed in self.params["run"]["seeds"]:
+            cell = cells.Cell(template, dataset, seed)
+            found = [self.read(cell.results(cells.PYTORCH)), self.read(cell.replicates(cells.PYTORCH))]
+            if None in found:
+                return None
+            points.append(json.loads(found[0])["segm_map"])
+            replicates.append(json.loads(found[1])["segm_map"])
+        return Cell(np.array(points, float), np.array(replicates, float))
+
+
+def flat(values, prefix="") -> dict:
+    if isinstance(values, dict):
+        return {k: v for key, value in values.items() for k, v in flat(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): values}
+
+
+def params_diff(a: Revision, b: Revision) -> list:
+    first, second = flat(a.params), flat(b.params)
+    return [f"{key}: {first.get(key)!r} -> {second.get(key)!r}" for key in sorted(set(first) | set(second))
+            if first.get(key) != second.get(key)]
+
+
+def unpairable(a: Revision, b: Revision, datasets: list) -> str | None:
+    """Why `a` and `b` cannot be compared draw by draw, or None."""
+    if a.params["confidence"] != b.params["confidence"]:
+        return f"their resample settings differ (confidence: {a.params['confidence']} against {b.params['confidence']})"
+    differ = [d for d in datasets if a.test_split(d) != b.test_split(d)]
+    return f"their test splits differ ({', '.join(differ)})" if differ else None
+
+
+def comparison(a: Revision, b: Revision, datasets: list) -> pd.DataFrame:
+    """template, dataset (and average), A, B, B - A, low, high, P(B > A) for every template both ran."""
+    rows = []
+    for template in [t for t in b.templates if t in a.templates]:
+        found = {(f"{r.name}:{template}", d): r.cell(template, d) for r in (a, b) for d in datasets}
+        if any(v is None for v in found.values()):
+            continue
+        compared = Comparison(found, [f"{a.name}:{template}", f"{b.name}:{template}"], datasets,
+                              int(a.params["confidence"]["seed"]))
+        for dataset in datasets + ["average"]:
+            gap = compared.difference(f"{b.name}:{template}", f"{a.name}:{template}", dataset)
+            rows.append({"template": template, "dataset": dataset,
+                         "A": compared.point(f"{a.name}:{template}", dataset),
+                         "B": compared.point(f"{b.name}:{template}", dataset), **gap})
+    return pd.DataFrame(rows, columns=["template", "dataset", "A", "B", "difference", "low", "high", "p_better"])
+
+
+def report(a: Revision, b: Revision) -> str:
+    """The comparison of `b` against `a` as text."""
+    datasets = [d for d in b.params["datasets"] if d in a.params["datasets"]]
+    lines = [f"## {b.name} against {a.name}", "", "Params that differ: " + ("; ".join(params_diff(a, b)) or "none")]
+    why = unpairable(a, b, datasets)
+    if why:
+        return "\n".join(lines + ["", f"Not compared: {why}, so their replicates do not pair."])
+    table = comparison(a, b, datasets)
+    if table.empty:
+        return "\n".join(lines + ["", "No template with complete results in both."])
+    shown = pd.DataFrame({
+        "template": table["template"], "dataset": table["dataset"], f"{a.name}": table["A"].round(1),
+        f"{b.name}": table["B"].round(1),
+        "B - A [95%]": [f"{r.difference:+.1f} [{r.low:.1f}, {r.high:.1f}]" for r in table.itertuples()],
+        "P(B > A)": table["p_better"].round(3)})
+    return "\n".join(lines + ["", shown.to_markdown(index=False)])
+
+
+def default_pairs() -> list:
+    """(baseline, experiment) revisions: the workspace against HEAD, every experiment against its baseline."""
+    pairs = [(("HEAD", "HEAD"), (WORKSPACE, None))]
+    for row in exp_show(repo="."):
+        if row.get("typ") in ("branch_commit", "branch_base") and row.get("Experiment"):
+            pairs.append(((f"{row.get('rev')}", row.get("rev")), (row["Experiment"], row["Experiment"])))
+    return pairs
+
+
+def main(args=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("revisions", nargs="*", help="the baseline, then the experiments to compare with it")
+    a = p.parse_args(args)
+    if len(a.revisions) == 1:
+        sys.exit("compare: name the baseline and at least one experiment, or nothing for the defaults")
+    pairs = [((a.revisions[0], a.revisions[0]), (r, r)) for r in a.revisions[1:]] if a.revisions else default_pairs()
+    opened = {}
+    for (first, second) in pairs:
+        base = opened.setdefault(first, Revision(*first))
+        other = opened.setdefault(second, Revision(*second))
+        print(report(base, other) + "\n")
+
+
+if __name__ == "__main__":
+    main()
