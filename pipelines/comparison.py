@@ -72,29 +72,38 @@ def _trigamma_inverse(x: float) -> float:
     return y
 
 
-def prior(noises: list) -> Noise | None:
-    """The scaled inverse chi-square distribution the datasets' variances are drawn from (Smyth's moments of the
-    log variances); None with fewer than 3 datasets measured, too few to estimate it."""
+@dataclass(frozen=True)
+class Prior:
+    """Where the datasets' variances come from: a scaled inverse chi-square distribution (Smyth's prior), or one
+    variance they all share (`shared`: their spread is no more than sampling alone makes)."""
+    noise: Noise
+    shared: bool
+
+
+def prior(noises: list) -> Prior | None:
+    """The distribution the datasets' variances are drawn from, by Smyth's moments of the log variances; None
+    with fewer than 3 datasets measured, too few to estimate it."""
     found = [n for n in noises if n.df > 0 and n.variance > 0]
     if len(found) < 3:
         return None
     half = np.array([n.df / 2 for n in found])
     e = np.log([n.variance for n in found]) - digamma(half) + np.log(half)
     excess = np.var(e, ddof=1) - np.mean(polygamma(1, half))
-    if excess <= 0:  # no more spread than sampling alone makes: one variance for all
-        return Noise(float(np.exp(e.mean())), np.inf)
+    if excess <= 0:  # one variance for all: pooled over every dataset, with all their degrees of freedom
+        df = sum(n.df for n in noises)
+        return Prior(Noise(sum(n.df * n.variance for n in noises) / df, df), shared=True)
     df = 2 * _trigamma_inverse(float(excess))
-    return Noise(float(np.exp(e.mean() + digamma(df / 2) - np.log(df / 2))), df)
+    return Prior(Noise(float(np.exp(e.mean() + digamma(df / 2) - np.log(df / 2))), df), shared=False)
 
 
-def moderated(own: Noise, common: Noise | None) -> Noise:
+def moderated(own: Noise, common: Prior | None) -> Noise:
     """A dataset's variance shrunk towards the datasets' common distribution (its posterior scale and df)."""
     if common is None:
         return own
-    if np.isinf(common.df):
-        return common
-    df = common.df + own.df
-    return Noise((common.df * common.variance + own.df * own.variance) / df, df)
+    if common.shared:
+        return common.noise
+    df = common.noise.df + own.df
+    return Noise((common.noise.df * common.noise.variance + own.df * own.variance) / df, df)
 
 
 def _rng(seed: int, *keys) -> np.random.Generator:
@@ -209,13 +218,18 @@ class Comparison:
         return best, tied
 
 
-def choose(best: str, tied: list, latency: pd.Series) -> str:
-    """Among templates that cannot be told apart, the fastest, unless the most accurate is within SAME_SPEED of
-    it: then the most accurate (a latency gap that small is within the machine's noise)."""
-    timed = latency.reindex([best] + tied).dropna()
+def quick(group: list, latency: pd.Series) -> list:
+    """The templates of `group` within SAME_SPEED of the fastest (a gap that small is the machine's timing
+    noise), in `group`'s order; all of them where none was timed."""
+    timed = latency.reindex(group).dropna()
     if timed.empty:
-        return best
-    fastest = timed.idxmin()
-    if best in timed and timed[best] <= timed[fastest] * (1 + SAME_SPEED):
-        return best
-    return fastest
+        return list(group)
+    return [t for t in group if t in timed and timed[t] <= timed.min() * (1 + SAME_SPEED)]
+
+
+def choose(best: str, tied: list, latency: pd.Series, gflops: pd.Series, order: list) -> str:
+    """Among templates that the data cannot tell apart (`best` and `tied`), the fastest; among those equally fast
+    (within SAME_SPEED), the one with the fewest GFLOPs, then the first in `order` (run.templates). Neither the
+    accuracy points nor a timing gap within the noise decide, so the choice is the same on another machine."""
+    candidates = quick([best] + tied, latency)
+    return min(candidates, key=lambda t: (gflops.get(t, np.inf), order.index(t) if t in order else len(order)))

@@ -137,7 +137,9 @@ class Training:
     def __init__(self, spec, adapter: ModelAdapter, num_classes: int, loader_generator: torch.Generator,
                  world_size: int, device):
         self.spec, self.adapter, self.generator, self.device = spec, adapter, loader_generator, device
-        self.model = adapter.build(spec, num_classes).to(device)
+        # Channels-last memory: oneDNN's (and cuDNN's) faster convolution layout; 15-25% shorter CPU training
+        # steps for both engines' default templates (docs/measurements.md). Values are the same, only the layout.
+        self.model = adapter.build(spec, num_classes).to(device, memory_format=torch.channels_last)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(spec, params, scaled_lr(spec, world_size))
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(spec.ema_decay), use_buffers=True) \
@@ -193,7 +195,7 @@ def train_one_epoch(training: Training, loader, step_lr, epoch: int, show_progre
     for step, (images, targets) in enumerate(bar, 1):
         waited += time.perf_counter() - ready
         seen += len(images)
-        images = images.to(training.device)
+        images = images.to(training.device, memory_format=torch.channels_last)
         targets = [{k: v.to(training.device) for k, v in t.items()} for t in targets]
         with torch.autocast(training.device.type, dtype=training.amp_dtype, enabled=training.amp_dtype is not None):
             losses = training.adapter.losses(model, images, targets)

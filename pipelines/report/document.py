@@ -31,14 +31,20 @@ class Inputs:
     metrics_dir: Path
 
 
+def speeds(inputs: Inputs) -> tuple:
+    """Per template: the latency the tradeoff table shows, and GFLOPs; per template x dataset: latency."""
+    tradeoff = tables.tradeoff(inputs.long, inputs.segm).set_index("template")
+    return (tradeoff["latency_ms"], tables.latency(inputs.long),
+            tables.complexity(inputs.long).set_index("template")["gflops"])
+
+
 def results_sections(inputs: Inputs, epochs: pd.DataFrame) -> dict:
     """The placeholders of the accuracy sections."""
     long, segm = inputs.long, inputs.segm
     complexity = tables.complexity(long)
     seeds = sorted(long["seed"].unique())
-    latency = tables.latency(long)
     return {
-        "recommendation": "\n".join(verdicts.recommendation(segm, latency)),
+        "recommendation": "\n".join(verdicts.recommendation(segm, *speeds(inputs))),
         "seeds": f"mean ± std over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}",
         "segm_table": text.markdown(text.score_table(tables.scores(long, segm), complexity, segm.datasets, "segm")),
         "bbox_table": text.markdown(text.score_table(tables.scores(long, inputs.bbox, "bbox_map"), complexity,
@@ -106,12 +112,12 @@ def _number(value):
     return None if pd.isna(value) else round(float(value), 3)
 
 
-def summary(compared: Comparison, latency: pd.DataFrame) -> dict:
+def summary(compared: Comparison, latency: pd.Series, gflops: pd.Series) -> dict:
     """What `dvc exp show` lists. `recommended`: keys that mean the same in every experiment, whichever templates
     it ran (the template to fine-tune, its average segm mAP and interval, whether training noise was measured);
     then per template, the average and per-dataset test segm mAP with the bounds of their 95% intervals."""
     best, tied = compared.group_of_best("average")
-    choice = choose(best, tied, latency.mean(axis=1)) if best else None
+    choice = choose(best, tied, latency, gflops, compared.templates) if best else None
     found = {"recommended": {"template": choice, "segm_map_average": None, "segm_map_average_low": None,
                              "segm_map_average_high": None, "training_noise_measured": compared.training_measured}}
     for template in compared.templates:
@@ -136,7 +142,7 @@ def build(inputs: Inputs) -> tuple[dict, dict, dict]:
     markdown = string.Template(TEMPLATE.read_text()).substitute(values)
     data = plots.plot_data(tradeoff, scores, epochs)
     texts = {"benchmark.md": markdown, "benchmark.csv": inputs.long.to_csv(index=False),
-             "summary.json": json.dumps(summary(inputs.segm, tables.latency(inputs.long)), indent=2),
+             "summary.json": json.dumps(summary(inputs.segm, *speeds(inputs)[::2]), indent=2),
              **{f"{plots.DATA_FOLDER}/{name}": json.dumps(records, indent=1) for name, records in data.items()}}
     drawings = {"segm_map.png": lambda path: plots.segm_bars(scores, path),
                 "accuracy_latency.png": lambda path: plots.tradeoff_scatter(tradeoff, path),

@@ -6,7 +6,7 @@ The phrases are here, filled from the numbers; the report's fixed prose is in te
 import numpy as np
 import pandas as pd
 
-from pipelines.comparison import SAME_SPEED, Comparison, choose
+from pipelines.comparison import SAME_SPEED, Comparison, choose, quick
 
 UNMEASURED = ("Training noise was not measured (one seed per cell): the intervals hold the test images' noise only, "
               "so a difference called distinguishable here may be one training run's luck. Run two seeds or more "
@@ -14,11 +14,12 @@ UNMEASURED = ("Training noise was not measured (one seed per cell): the interval
 ONLY_ONE = "Only {best} ran: select more templates in `run.templates` to compare."
 CLEAR = ("**Fine-tune {best}**: it has the best average {metric}, and every other template is below it beyond the 95% "
          "interval of the paired difference ({noises}).")
-TIED = ("{best} has the best average {metric}, but {noises_subject} cannot tell it apart from {others} (best minus each, "
+TIED = ("{best} has the best average {metric}, but {noises_subject} tell it apart from {others} (best minus each, "
         "95% interval reaching 0: {gaps}). **Fine-tune `{choice}`**, {why}.")
-WHY_FASTEST = "the fastest of them; take `{best}` only if its lead, which may be noise, is worth the extra latency"
-WHY_SAME_SPEED = (f"the most accurate of them: the faster ones are within {SAME_SPEED:.0%} of its latency, which is "
-                  "this machine's timing noise")
+WHY_FASTEST = (f"the fastest of them by more than {SAME_SPEED:.0%}; take `{{best}}` only if its lead, which may be "
+               "noise, is worth the extra latency")
+WHY_SAME_SPEED = (f"as good a choice as any of them: they also run at the same speed (latencies within {SAME_SPEED:.0%}, "
+                  "this machine's timing noise), and it needs the fewest GFLOPs, then comes first in `run.templates`")
 WHY_BEST = "the fastest of them and also the most accurate"
 PER_DATASET = "Per dataset (best, then those indistinguishable from it, then the choice among them):"
 DATASET_LINE = "- {dataset}: best {best}; indistinguishable: {group}; choose `{choice}`."
@@ -36,15 +37,14 @@ def _gap(compared: Comparison, best: str, template: str) -> str:
     return f"`{template}` {found['difference']:+.1f} {bounds}"
 
 
-def _why(choice: str, best: str, timed: pd.Series) -> str:
-    if choice != best:
-        return WHY_FASTEST.format(best=best)
-    fastest = timed.idxmin() if len(timed) else best
-    return WHY_BEST if fastest == best else WHY_SAME_SPEED
+def _why(choice: str, best: str, tied: list, latency: pd.Series) -> str:
+    if len(quick([best] + tied, latency)) > 1:
+        return WHY_SAME_SPEED
+    return WHY_BEST if choice == best else WHY_FASTEST.format(best=best)
 
 
-def overall(compared: Comparison, latency: pd.Series, metric: str) -> str:
-    """The first sentence: which template to fine-tune, and how sure. `latency`: per template (ms)."""
+def overall(compared: Comparison, latency: pd.Series, gflops: pd.Series, metric: str) -> str:
+    """The first sentence: which template to fine-tune, and how sure. `latency`, `gflops`: per template."""
     best, tied = compared.group_of_best("average")
     measured = compared.training_measured
     noises = "test images and training seeds" if measured else "test images only: training noise not measured"
@@ -52,20 +52,22 @@ def overall(compared: Comparison, latency: pd.Series, metric: str) -> str:
         return ONLY_ONE.format(best=_describe(compared, best, "average"))
     if not tied:
         return CLEAR.format(best=_describe(compared, best, "average"), metric=metric, noises=noises)
-    choice = choose(best, tied, latency)
+    choice = choose(best, tied, latency, gflops, compared.templates)
     return TIED.format(best=_describe(compared, best, "average"), metric=metric,
-                       noises_subject="neither the test images nor the training seeds" if measured
-                       else "the test images (training noise not measured)",
+                       noises_subject="neither the test images nor the training seeds can" if measured
+                       else "the test images (training noise not measured) cannot",
                        others=", ".join(f"`{t}`" for t in tied), gaps=", ".join(_gap(compared, best, t) for t in tied),
-                       choice=choice, why=_why(choice, best, latency.reindex([best] + tied).dropna()))
+                       choice=choice, why=_why(choice, best, tied, latency))
 
 
-def recommendation(compared: Comparison, latency: pd.DataFrame, metric: str = "segm mAP") -> list:
-    """The overall choice, then one line per dataset. `latency`: template x dataset (ms)."""
+def recommendation(compared: Comparison, latency: pd.Series, per_dataset: pd.DataFrame, gflops: pd.Series,
+                   metric: str = "segm mAP") -> list:
+    """The overall choice, then one line per dataset. `latency`: per template, the one the tradeoff table shows
+    (ms); `per_dataset`: template x dataset (ms); `gflops`: per template."""
     if compared.group_of_best("average")[0] is None:
         return ["No template has a complete set of results yet: nothing to recommend."]
     lines = [] if compared.training_measured else [UNMEASURED]
-    lines += [overall(compared, latency.mean(axis=1), metric), PER_DATASET]
+    lines += [overall(compared, latency, gflops, metric), PER_DATASET]
     for dataset in compared.datasets:
         best, tied = compared.group_of_best(dataset)
         if best is None:
@@ -73,5 +75,6 @@ def recommendation(compared: Comparison, latency: pd.DataFrame, metric: str = "s
             continue
         lines.append(DATASET_LINE.format(dataset=dataset, best=_describe(compared, best, dataset),
                                          group=", ".join(f"`{t}`" for t in tied) if tied else "none",
-                                         choice=choose(best, tied, latency[dataset])))
+                                         choice=choose(best, tied, per_dataset[dataset], gflops,
+                                                       compared.templates)))
     return lines
