@@ -5,6 +5,11 @@ STAMP := $(VENV)/.installed
 # mmcv without compiled ops, and without its opencv-python requirement (datumaro brings opencv-python-headless):
 # pipelines/engines/mmdet/ops.py provides the two ops Mask R-CNN needs.
 MMCV := mmcv-lite==2.1.0
+# Vega's scripts for `dvc plots show`'s page (.dvc/plots/page.html), so that it draws without a network.
+VEGA := vega@5.20.2 vega-lite@5.2.0 vega-embed@6.18.2
+# The reference implementation the error analysis is tested against: it requires opencv-python, which would sit
+# beside datumaro's opencv-python-headless (which it uses as cv2), so it installs without its requirements.
+TIDECV := tidecv==1.0.1
 # dvc.yaml's commands call `python`: make it the project's interpreter.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
@@ -16,7 +21,10 @@ $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --progress-bar off -e '.[test]'
-	$(VENV)/bin/python -m pip install --progress-bar off --no-deps $(MMCV)
+	$(VENV)/bin/python -m pip install --progress-bar off --no-deps $(MMCV) $(TIDECV)
+	mkdir -p $(VENV)/vega && cd $(VENV)/vega && for package in $(VEGA); do \
+		npm pack --silent $$package > /dev/null && tar xzf $${package%@*}-*.tgz --strip-components=2 package/build/$${package%@*}.min.js && rm $${package%@*}-*.tgz; \
+	done || echo "npm could not fetch Vega: dvc plots show's page will load it from its CDN"
 	touch $(STAMP)
 
 benchmark: $(STAMP)

@@ -1,12 +1,13 @@
 """The project's COCO evaluation against pycocotools on one predictions file: same 12 stats, time; and what
-the bootstrap intervals (pipelines.confidence) add to an evaluation.
+the bootstrap intervals (pipelines.confidence) and the error analysis (pipelines.errors) add to an evaluation.
 
-    python benchmarks/evaluation.py [--images 300] [--cell tiny-pets] [--resamples 1000]
+    python benchmarks/evaluation.py [--images 300] [--cell tv_lite0-pets] [--resamples 1000]
 
 With `--cell TEMPLATE-DATASET` (after `make benchmark`, which trains models/<cell>-seed0/model.pt), the
 evaluate stage's work on that dataset's test split is timed part by part: PyTorch predictions, COCO
-scoring (what evaluation was before intervals), the bootstrap, and the validation-split predictions and
-F1 threshold (the deploy numbers).
+scoring (what evaluation was before intervals), the bootstrap, the validation-split predictions and F1
+threshold (the deploy numbers), and the error decomposition with its intervals; the whole evaluation's time
+is printed with and without the error analysis.
 
 Builds a synthetic ground truth (elliptic objects of three classes, some crowd regions) and jittered
 predictions with false positives, then runs pycocotools and `pipelines.evaluation.evaluate` on the
@@ -97,6 +98,7 @@ def bootstrap_cost(cell: str, resamples: int) -> None:
     from pipelines import cells, checkpoints, engines
     from pipelines.cells import Cell
     from pipelines.config import load_params
+    from pipelines import errors
     from pipelines.confidence import bootstrap, deployment
     from pipelines.inference import predict_split
 
@@ -112,7 +114,8 @@ def bootstrap_cost(cell: str, resamples: int) -> None:
     _, scoring = timed(lambda: evaluate(test, json.loads(json.dumps(results))))
     _, resampling = timed(lambda: bootstrap(test, results, resamples, 0))
     val_results, val_predicting = timed(lambda: predict(val))
-    _, thresholding = timed(lambda: deployment(val, val_results, test, results))
+    deploy, thresholding = timed(lambda: deployment(val, val_results, test, results))
+    analysed, analysing = timed(lambda: errors.analyse(test, results, deploy["deploy_threshold"], resamples, 0))
     before = predicting + scoring
     print(f"\n{cell}: {len(json.loads(test.read_text())['images'])} test images, {len(results)} detections")
     print(f"test predictions {predicting:.2f} s, COCO scoring {scoring:.2f} s, bootstrap ({resamples} resamples, "
@@ -121,6 +124,12 @@ def bootstrap_cost(cell: str, resamples: int) -> None:
           f"({(before + resampling) / before:.2f}x); with the deploy numbers too "
           f"{before + resampling + val_predicting + thresholding:.2f} s "
           f"({(before + resampling + val_predicting + thresholding) / before:.2f}x)")
+    stage = before + resampling + val_predicting + thresholding
+    print(f"error analysis (masks and boxes, {resamples} resamples, confusion at the deploy threshold) "
+          f"{analysing:.2f} s: the evaluation {stage:.2f} s without it, {stage + analysing:.2f} s with it "
+          f"({(stage + analysing) / stage:.2f}x)")
+    print("mask dAP: " + ", ".join(f"{k} {v['dap']:.2f} [{v['low']:.2f}, {v['high']:.2f}]"
+                                   for k, v in analysed["segm"]["dap"].items()))
 
 
 def main() -> None:

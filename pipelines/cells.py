@@ -10,6 +10,7 @@
     metrics/<cell>/<runtime>_errors.json         ...       the errors behind their mAP (pipelines.errors)
     metrics/<cell>/per_class.json                evaluate  per-class AP of the PyTorch model
     metrics/<cell>/predictions.jpg               evaluate  test images, ground truth beside predictions
+    metrics/<cell>/errors.jpg                    evaluate  the test images with the most missed or false mask area
 
 with <cell> = <template>-<dataset>-seed<seed> and <runtime> = pytorch or ir_<precision>. dvc.yaml spells these
 paths with DVC's variables; tests/test_dvc_yaml.py checks each of them against this module. Stages, the
@@ -34,6 +35,7 @@ RECIPE_FILE = f"{LIVE_FOLDER}/params.yaml"  # DVCLive's log_params
 VAL_SEGM_CURVE = f"{LIVE_FOLDER}/plots/metrics/val/segm_map.tsv"
 PER_CLASS_FILE = "per_class.json"
 PICTURE_FILE = "predictions.jpg"
+ERRORS_PICTURE_FILE = "errors.jpg"
 
 
 def runtime(precision: str | None = None) -> str:

@@ -119,11 +119,15 @@ def report(a: Revision, b: Revision) -> str:
 
 
 def default_pairs() -> list:
-    """(baseline, experiment) revisions: the workspace against HEAD, every experiment against its baseline."""
-    pairs = [(("HEAD", "HEAD"), (WORKSPACE, None))]
+    """(baseline, experiment) revisions: the workspace against HEAD, then every finished experiment of `dvc exp
+    show` against its baseline commit (its rows follow their baseline's)."""
+    pairs, baseline = [(("HEAD", "HEAD"), (WORKSPACE, None))], None
     for row in exp_show(repo="."):
-        if row.get("typ") in ("branch_commit", "branch_base") and row.get("Experiment"):
-            pairs.append(((f"{row.get('rev')}", row.get("rev")), (row["Experiment"], row["Experiment"])))
+        if row.get("typ") == "baseline":
+            baseline = row["rev"]
+        elif row.get("Experiment") and baseline not in (None, WORKSPACE) and \
+                row.get("State") not in ("Queued", "Running", "Failed"):
+            pairs.append(((baseline, baseline), (row["Experiment"], row["Experiment"])))
     return pairs
 
 

@@ -121,7 +121,7 @@ def _map_chunk(matches: Matches, weights: np.ndarray) -> np.ndarray:
             fps = np.cumsum(found.fp[None] * drawn, axis=2)
             ratio = tps / (tps + fps + np.spacing(1))
             ratio = np.maximum.accumulate(ratio[..., ::-1], axis=2)[..., ::-1]  # precision made monotone
-            index = _first_reaching(tps, np.where(present, objects, 1))
+            index = first_reaching(tps, np.where(present, objects, 1))
             inside = index < detections
             taken = np.take_along_axis(ratio, np.minimum(index, detections - 1), axis=2)
             precision = np.where(inside, taken, 0.0)
@@ -131,8 +131,8 @@ def _map_chunk(matches: Matches, weights: np.ndarray) -> np.ndarray:
         return np.where(counted > 0, 100 * total / counted, np.nan)
 
 
-def _first_reaching(tps: np.ndarray, objects: np.ndarray) -> np.ndarray:
-    """`[B, T, 101]`: for each row of `tps` (`[B, T, N]`, whole numbers, non-decreasing), the first position whose
+def first_reaching(tps: np.ndarray, objects: np.ndarray, points: np.ndarray = RECALL_POINTS) -> np.ndarray:
+    """`[B, T, P]`: for each row of `tps` (`[B, T, N]`, whole numbers, non-decreasing), the first position whose
     recall `tps / objects[b]` reaches each recall point: pycocotools' `searchsorted(recall, points, "left")`.
 
     Recall reaches point r exactly when the count reaches the least whole number v with v / objects >= r
@@ -140,9 +140,9 @@ def _first_reaching(tps: np.ndarray, objects: np.ndarray) -> np.ndarray:
     offset, with no rounding anywhere.
     """
     rows, thresholds, n = tps.shape
-    needed = np.ceil(RECALL_POINTS[None] * objects[:, None])               # [B, 101], then corrected to the
-    needed = np.where((needed - 1) / objects[:, None] >= RECALL_POINTS, needed - 1, needed)  # exact least one
-    needed = np.where(needed / objects[:, None] < RECALL_POINTS, needed + 1, needed)
+    needed = np.ceil(points[None] * objects[:, None])                      # [B, P], then corrected to the
+    needed = np.where((needed - 1) / objects[:, None] >= points, needed - 1, needed)  # exact least one
+    needed = np.where(needed / objects[:, None] < points, needed + 1, needed)
     top = tps.max() + 1
     needed = np.minimum(needed, top)                                      # beyond every count: position n
     offset = (np.arange(rows * thresholds) * (top + 1)).reshape(rows, thresholds, 1)

@@ -36,8 +36,9 @@ def overlay(image: np.ndarray, objects: list, labels: list) -> Image.Image:
 
 
 def examples(split_json: dict, root: Path, results: list, count: int, show_threshold: float,
-             width: int = 480) -> Image.Image:
-    """Ground truth beside prediction for the first `count` images with objects, one row per image."""
+             width: int = 480, image_ids: list | None = None) -> Image.Image:
+    """Ground truth beside prediction for the first `count` images with objects (or the images `image_ids`, in
+    that order), one row per image."""
     labels = [c["name"] for c in sorted(split_json["categories"], key=lambda c: c["id"])]
     truth, predicted = {}, {}
     for ann in split_json["annotations"]:
@@ -46,11 +47,13 @@ def examples(split_json: dict, root: Path, results: list, count: int, show_thres
         if r["score"] >= show_threshold:
             predicted.setdefault(r["image_id"], []).append(r)
     rows = []
-    for image in sorted(split_json["images"], key=lambda i: i["id"]):
-        if image["id"] not in truth:
-            continue
+    by_id = {image["id"]: image for image in split_json["images"]}
+    chosen = [by_id[i] for i in image_ids] if image_ids is not None else \
+        [i for i in sorted(split_json["images"], key=lambda i: i["id"]) if i["id"] in truth]
+    for image in chosen:
         pixels = load_image(root / image["file_name"])
-        pair = [overlay(pixels, truth[image["id"]], labels), overlay(pixels, predicted.get(image["id"], []), labels)]
+        pair = [overlay(pixels, truth.get(image["id"], []), labels),
+                overlay(pixels, predicted.get(image["id"], []), labels)]
         scale = width / pixels.shape[1]
         rows.append([p.resize((width, max(1, round(pixels.shape[0] * scale)))) for p in pair])
         if len(rows) == count:
@@ -59,7 +62,7 @@ def examples(split_json: dict, root: Path, results: list, count: int, show_thres
     sheet = Image.new("RGB", (2 * width + 4, header + sum(r[0].height + 4 for r in rows)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     draw.text((4, 3), "ground truth", fill=(0, 0, 0))
-    draw.text((width + 8, 3), f"prediction (score >= {show_threshold})", fill=(0, 0, 0))
+    draw.text((width + 8, 3), f"prediction (score >= {show_threshold:.2f})", fill=(0, 0, 0))
     y = header
     for left, right in rows:
         sheet.paste(left, (0, y))

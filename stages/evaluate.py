@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pipelines import checkpoints, complexity, engines
 from pipelines.config import load_params
+from pipelines.errors import worst_images
 from pipelines.inference import template_input
 from pipelines.scoring import score
 from pipelines.speed import machine
@@ -24,8 +25,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="metrics json to write")
     p.add_argument("--replicates", type=Path, required=True, help="json to write the bootstrap replicates to")
     p.add_argument("--per-class", type=Path, required=True, help="json to write the per-class AP to")
+    p.add_argument("--errors", type=Path, required=True, help="json to write the errors behind the mAP to")
     p.add_argument("--examples", type=Path, required=True,
                    help="jpg: test images, ground truth beside prediction (the report shows it)")
+    p.add_argument("--error-examples", type=Path, required=True,
+                   help="jpg: the test images with the most missed or false mask area at the deploy threshold")
     p.add_argument("--example-count", type=int, default=4)
     p.add_argument("--show-threshold", type=float, default=0.3, help="the picture shows detections above this score")
     return p
@@ -45,9 +49,14 @@ def main(args=None) -> None:
     args.out.write_text(json.dumps(metrics, indent=2))
     args.per_class.write_text(json.dumps(scored.per_class, indent=2))
     args.replicates.write_text(json.dumps(scored.replicates))
-    args.examples.parent.mkdir(parents=True, exist_ok=True)
-    examples(json.loads(args.test.read_text()), args.test.parent, scored.results, args.example_count,
-             args.show_threshold).save(args.examples, quality=90)
+    args.errors.write_text(json.dumps(scored.errors))
+    split = json.loads(args.test.read_text())
+    examples(split, args.test.parent, scored.results, args.example_count, args.show_threshold).save(args.examples,
+                                                                                                  quality=90)
+    worst = worst_images(scored.errors["deploy"]["areas"], args.example_count)
+    threshold = metrics["deploy_threshold"] if metrics["deploy_threshold"] is not None else args.show_threshold
+    examples(split, args.test.parent, scored.results, args.example_count, threshold, image_ids=worst).save(
+        args.error_examples, quality=90)
     print(f"PyTorch on {args.test}: segm mAP {metrics['segm_map']:.2f} [{metrics['segm_map_low']:.2f}, "
           f"{metrics['segm_map_high']:.2f}], bbox mAP {metrics['bbox_map']:.2f}, F1 {metrics['deploy_f1']:.1f} at "
           f"score {metrics['deploy_threshold']}, {metrics['gflops']} GFLOPs, {metrics['params_m']} M params, "

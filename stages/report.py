@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from pipelines import cells
+from pipelines import cells, errors
 from pipelines.comparison import Comparison
 from pipelines.config import load_params
 from pipelines.report import collect, document
@@ -25,9 +25,13 @@ def inputs(metrics: Path, stats: Path, templates: list, datasets: list, seeds: l
     runtimes = [cells.PYTORCH] + [cells.runtime(p) for p in precisions]
     segm, bbox = (Comparison(collect.measured(metrics, templates, datasets, seeds, cells.PYTORCH, value),
                              templates, datasets, confidence_seed) for value in ("segm_map", "bbox_map"))
+    daps = {e: Comparison(collect.measured_errors(metrics, templates, datasets, seeds, e), templates, datasets,
+                          confidence_seed) for e in errors.TYPES}
     return document.Inputs(
         long=collect.long_table(metrics, selected, runtimes), segm=segm, bbox=bbox,
         ir_measured={r: collect.measured(metrics, templates, datasets, seeds, r, "segm_map") for r in runtimes},
+        errors=collect.errors(metrics, selected, runtimes), daps=daps,
+        deploy_errors=collect.deploy_errors(metrics, selected),
         classes=collect.per_class(metrics, selected), curves=collect.epochs(metrics, selected),
         stats=collect.stats(stats, datasets), recipes=collect.recipes(metrics, selected), selected=selected,
         metrics_dir=metrics)

@@ -22,6 +22,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--val", type=Path, required=True, help="prepared validation split: picks the score threshold")
     p.add_argument("--out", type=Path, required=True, help="metrics json to write")
     p.add_argument("--replicates", type=Path, required=True, help="json to write the bootstrap replicates to")
+    p.add_argument("--errors", type=Path, required=True, help="json to write the errors behind the mAP to")
     return p
 
 
@@ -37,6 +38,7 @@ def main(args=None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(metrics, indent=2))
     args.replicates.write_text(json.dumps(scored.replicates))
+    args.errors.write_text(json.dumps(scored.errors))
     print(f"OpenVINO IR {args.ir} ({predictor.precision}) on {args.test}: segm mAP {metrics['segm_map']:.2f}, "
           f"bbox mAP {metrics['bbox_map']:.2f}, latency {metrics['latency_ms']} ms, "
           f"throughput {metrics['throughput_fps']} images/s")

@@ -212,13 +212,14 @@ def expected_cell_paths(cell: cells.Cell, precisions: list) -> dict:
         "train": ({data}, {model, metrics / cells.TRAIN_FILE, metrics / cells.RECIPE_FILE, live / "metrics.json",
                            live / "plots" / "metrics"}),
         "evaluate": ({model, data}, {cell.results(cells.PYTORCH), cell.replicates(cells.PYTORCH),
-                                     metrics / cells.PER_CLASS_FILE, metrics / cells.PICTURE_FILE}),
+                                     cell.errors(cells.PYTORCH), metrics / cells.PER_CLASS_FILE,
+                                     metrics / cells.PICTURE_FILE, metrics / cells.ERRORS_PICTURE_FILE}),
         "export": ({model, data}, {cell.model_dir() / cells.IR_FOLDER}),
     }
     for precision in precisions:
         runtime = cells.runtime(precision)
         paths[f"validate {precision}"] = ({cell.ir(precision).parent, data},
-                                          {cell.results(runtime), cell.replicates(runtime)})
+                                          {cell.results(runtime), cell.replicates(runtime), cell.errors(runtime)})
     return paths
 
 

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from pipelines.datasets import demo
 from pipelines import cells
-from tests.repos import cell_stages, edit_params, project_repo, ran_stages, run, selection
+from tests.repos import cell_stages, edit_params, engine_of, project_repo, ran_stages, run, selection
 
 # One dataset per importer (the reference sets' other variants differ in options only), and a user's COCO
 # data added by a params.yaml entry alone.
@@ -137,28 +138,82 @@ def wait_for_queue(repo: Path, limit_s: float = 1200) -> None:
         time.sleep(5)
 
 
+def experiments(repo: Path) -> dict:
+    """name -> params.yaml of every experiment `dvc exp show --json` lists."""
+    found = {}
+    for commit in json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout):
+        for group in commit.get("experiments") or []:
+            for rev in group["revs"]:
+                found[rev["name"]] = rev["data"]["params"]["params.yaml"]["data"]
+    return found
+
+
+def compared(output: str) -> dict:
+    """`make compare`'s output: experiment name -> (params line, table rows as lists of cells)."""
+    found = {}
+    for block in output.split("## ")[1:]:
+        name = block.split(" against ", 1)[0]
+        lines = block.splitlines()
+        rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| ")][1:]
+        found[name] = (next(line for line in lines if line.startswith("Params that differ")), rows)
+    return found
+
+
 @pytest.mark.slow
-def test_a_queued_experiment_reruns_only_the_template_it_changes(bench, tmp_path):
+def test_a_queued_grid_compares_against_its_baseline_with_intervals(bench, tmp_path):
+    """The README's sweep: a queued grid of two values of tiny's lr, one of them the baseline's. The other reruns
+    only tiny's cells; `make compare` prints each against the baseline, the identical one +0.0 [0.0, 0.0] on
+    every line, and so are the untouched template's lines; DVC's own tools list the per-cell metrics, sort on
+    the summary's shared key and overlay the report's plots."""
     repo = clone(bench[0], tmp_path / "exp")
-    run(["dvc", "exp", "run", "--queue", "-n", "lower-lr", "-S", "templates.tiny.lr=0.005"], repo)
+    baseline_lr = yaml.safe_load((repo / "params.yaml").read_text())["templates"]["tiny"]["lr"]
+    run(["dvc", "exp", "run", "--queue", "-S", f"templates.tiny.lr={baseline_lr},{baseline_lr / 2}"], repo)
     run(["dvc", "queue", "start", "-j", "1"], repo)
     wait_for_queue(repo)
-    logs = run(["dvc", "queue", "logs", "lower-lr"], repo).stdout
-    assert "Success" in run(["dvc", "queue", "status"], repo).stdout, logs[-3000:]
-    assert ran_stages(logs) == cell_stages(["tiny"], DATASETS, PRECISIONS, SEEDS) | {"report"}, logs[-3000:]
-    # The README's comparison commands, as written there.
-    shown = run(["dvc", "exp", "show", "--md"], repo).stdout
-    assert "lower-lr" in shown and "tiny.segm_map_average" in shown and "mmdet_r18.segm_map_pets" in shown
-    assert "templates.tiny.lr" in shown
-    compact = run(["make", "compare"], repo).stdout
-    header = next(line for line in compact.splitlines() if line.startswith("| Experiment"))
-    columns = [c.strip() for c in header.strip("|").split("|")]
-    # Only columns that differ between rows are kept: mmdet_r18's did not change, nor may a dataset both score 0 on.
-    assert "templates.tiny.lr" in columns and not any(c.startswith("mmdet_r18.") for c in columns), columns
-    diff = run(["dvc", "exp", "diff", "HEAD", "lower-lr"], repo).stdout
-    assert "tiny.segm_map_average" in diff and "templates.tiny.lr" in diff
-    plots = run(["dvc", "plots", "diff", "HEAD", "lower-lr", "-o", "plots_out"], repo).stdout
-    assert (repo / "plots_out" / "index.html").is_file(), plots
+    status = run(["dvc", "queue", "status"], repo).stdout
+    names = {p["templates"]["tiny"]["lr"]: name for name, p in experiments(repo).items()}
+    same, lower = names[baseline_lr], names[baseline_lr / 2]
+    logs = {name: run(["dvc", "queue", "logs", name], repo).stdout for name in (same, lower)}
+    assert status.count("Success") == 2, status + logs[lower][-3000:]
+    expected = cell_stages(["tiny"], DATASETS, PRECISIONS, SEEDS) | {"report"}
+    assert ran_stages(logs[lower]) == expected, logs[lower][-3000:]
+    assert ran_stages(logs[same]) == set(), logs[same][-3000:]
+
+    found = compared(run(["make", "compare"], repo).stdout)
+    params, rows = found[same]
+    assert params == "Params that differ: none" and rows and all(r[4] == "+0.0 [0.0, 0.0]" for r in rows), rows
+    params, rows = found[lower]
+    assert params == f"Params that differ: templates.tiny.lr: {baseline_lr!r} -> {baseline_lr / 2!r}"
+    assert sorted({(r[0], r[1]) for r in rows}) == sorted((t, d) for t in TEMPLATES for d in DATASETS + ["average"])
+    assert all(r[4] == "+0.0 [0.0, 0.0]" for r in rows if r[0] == "mmdet_r18"), rows  # untouched: the same models
+    tiny = [r[4] for r in rows if r[0] == "tiny"]
+    interval = r"[+-]\d+\.\d \[-?\d+\.\d, -?\d+\.\d\]"
+    assert any(r != "+0.0 [0.0, 0.0]" for r in tiny) and all(re.fullmatch(interval, r) for r in tiny), tiny
+
+    ordered = run(["dvc", "exp", "show", "--md", "--sort-by", "reports/summary.json:recommended.segm_map_average"],
+                  repo)
+    assert same in ordered.stdout and lower in ordered.stdout
+    metrics = run(["dvc", "metrics", "diff", "HEAD", lower], repo).stdout
+    assert "metrics/tiny-pets-seed0/pytorch.json" in metrics and "segm_map" in metrics, metrics
+    plots = run(["dvc", "plots", "diff", "HEAD", lower, "-o", "plots_out"], repo).stdout
+    page = (repo / "plots_out" / "index.html").read_text()
+    for title in ("Accuracy against latency", "Test segm mAP per dataset", "Validation segm mAP per epoch"):
+        assert title in page, plots
+
+
+@pytest.mark.slow
+def test_editing_one_engine_leaves_the_other_engines_cells_up_to_date(bench, tmp_path):
+    repo = clone(bench[0], tmp_path / "engines")
+    config = repo / "pipelines" / "engines" / "mmdet" / "configs" / "mask_rcnn_fpn.py"
+    for edited, engine in ((config, "mmdet"), (repo / "pipelines" / "engines" / "torchvision" / "model.py",
+                                               "torchvision")):
+        original = edited.read_text()
+        edited.write_text(original + "\n# edited\n")
+        changed = set(json.loads(run(["dvc", "status", "--json"], repo).stdout))
+        assert changed and all(re.match(rf"(train|evaluate|export)_{engine}@", s) for s in changed), changed
+        assert {f"train_{engine}@{t}-{d}-{s}" for t in TEMPLATES if engine_of(t) == engine
+                for d in DATASETS for s in SEEDS} <= changed
+        edited.write_text(original)
 
 
 def report_files(repo: Path) -> dict:

@@ -55,6 +55,51 @@ def measured(metrics_dir: Path, templates: list, datasets: list, seeds: list, ru
     return found
 
 
+def errors(metrics_dir: Path, selected: list, runtimes: list) -> pd.DataFrame:
+    """template, dataset, seed, runtime, iou_type, error, dap, low, high: every cell's error decomposition
+    (pipelines.errors), one row per error type; missing files leave no rows."""
+    rows = []
+    for cell in selected:
+        for runtime in runtimes:
+            found = _read(cell.errors(runtime, metrics_dir))
+            rows += [{"template": cell.template, "dataset": cell.dataset, "seed": cell.seed, "runtime": runtime,
+                      "iou_type": iou_type, "error": name, **values}
+                     for iou_type in ("segm", "bbox") if iou_type in found
+                     for name, values in found[iou_type]["dap"].items()]
+    return pd.DataFrame(rows, columns=KEYS + ["iou_type", "error", "dap", "low", "high"])
+
+
+def measured_errors(metrics_dir: Path, templates: list, datasets: list, seeds: list, error: str,
+                    runtime: str = cell_files.PYTORCH, iou_type: str = "segm") -> dict:
+    """`{(template, dataset): comparison.Cell}` of one error type's dAP: each seed's and its replicates (the same
+    resamples as the mAP's). A template x dataset with any seed's file missing is left out."""
+    found = {}
+    for template in templates:
+        for dataset in datasets:
+            decomposed = [_read(Cell(template, dataset, s).errors(runtime, metrics_dir)).get(iou_type) for s in seeds]
+            if all(decomposed):
+                found[(template, dataset)] = Measured(np.array([d["dap"][error]["dap"] for d in decomposed], float),
+                                                      np.array([d["replicates"][error] for d in decomposed], float))
+    return found
+
+
+def deploy_errors(metrics_dir: Path, selected: list, runtime: str = cell_files.PYTORCH) -> dict:
+    """(template, dataset) -> the confusion matrix at the deploy threshold summed over seeds, and the counts of
+    each error per size range summed over seeds (masks)."""
+    found = {}
+    for cell in selected:
+        data = _read(cell.errors(runtime, metrics_dir))
+        if not data:
+            continue
+        key = (cell.template, cell.dataset)
+        matrix = np.array(data["deploy"]["confusion"])
+        counts = pd.DataFrame(data["segm"]["counts"])
+        if key in found:
+            matrix, counts = matrix + found[key]["confusion"], counts + found[key]["counts"]
+        found[key] = {"confusion": matrix, "counts": counts}
+    return found
+
+
 def per_class(metrics_dir: Path, selected: list) -> pd.DataFrame:
     """template, dataset, class, segm_ap, segm_ap50, bbox_ap, bbox_ap50: the PyTorch model's, mean over seeds."""
     rows = [{"template": c.template, "dataset": c.dataset, "class": name, **values}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pipelines.cells import PICTURE_FILE
+from pipelines.cells import ERRORS_PICTURE_FILE, PICTURE_FILE
 from pipelines.comparison import Comparison, choose
 from pipelines.report import plots, tables, text, verdicts
 
@@ -23,6 +23,9 @@ class Inputs:
     segm: Comparison               # test segm mAP of the PyTorch models
     bbox: Comparison
     ir_measured: dict              # runtime -> collect.measured of segm_map
+    errors: pd.DataFrame           # every cell's and runtime's dAPs (collect.errors)
+    daps: dict                     # error type -> Comparison of its mask dAP (PyTorch)
+    deploy_errors: dict            # (template, dataset) -> confusion matrix and error counts (collect.deploy_errors)
     classes: pd.DataFrame          # per-class AP
     curves: pd.DataFrame           # per-epoch validation
     stats: dict                    # per dataset, from prepare
@@ -76,17 +79,47 @@ def runtime_sections(inputs: Inputs, tradeoff: pd.DataFrame) -> dict:
     }
 
 
-def pictures(inputs: Inputs) -> tuple[str, dict]:
-    """The predictions section and the pictures it links (first seed of each template x dataset)."""
+def pictures(inputs: Inputs, picture: str = PICTURE_FILE, suffix: str = "") -> tuple[str, dict]:
+    """A section of the pictures evaluate drew (first seed of each template x dataset) and the files it links,
+    which go to reports/predictions/."""
     first = min(c.seed for c in inputs.selected)
     lines, files = [], {}
     for cell in (c for c in inputs.selected if c.seed == first):
-        source = cell.metrics_dir(inputs.metrics_dir) / PICTURE_FILE
+        source = cell.metrics_dir(inputs.metrics_dir) / picture
         if source.is_file():
-            files[f"{cell.name}.jpg"] = source
-            lines += [f"### {cell.template} on {cell.dataset}",
-                      f"![{cell.template} on {cell.dataset}](predictions/{cell.name}.jpg)"]
-    return "\n\n".join(lines) or "No predictions yet.", files
+            files[f"{cell.name}{suffix}.jpg"] = source
+            lines += [f"#### {cell.template} on {cell.dataset}",
+                      f"![{cell.template} on {cell.dataset}](predictions/{cell.name}{suffix}.jpg)"]
+    return "\n\n".join(lines) or "No pictures yet.", files
+
+
+def confusion(inputs: Inputs, template: str | None) -> str:
+    """One confusion matrix per dataset of `template`, class names from prepare's statistics."""
+    blocks = []
+    for dataset in inputs.segm.datasets:
+        found = inputs.deploy_errors.get((template, dataset))
+        if found is None or dataset not in inputs.stats:
+            continue
+        names = list(inputs.stats[dataset]["labels"]) + ["background"]
+        table = pd.DataFrame(found["confusion"], columns=names)
+        table.insert(0, "true \\ predicted", names)
+        blocks.append(f"#### {dataset}\n\n{text.markdown(table)}")
+    return "\n\n".join(blocks) or "No evaluation yet."
+
+
+def why_sections(inputs: Inputs, recommended: str | None) -> tuple[dict, dict]:
+    """The placeholders of the errors section, and the pictures it links."""
+    separating = tables.separating(tables.why(inputs.segm, inputs.daps))
+    shown, files = pictures(inputs, ERRORS_PICTURE_FILE, "-errors")
+    return {
+        "why_lines": "\n".join(verdicts.why(separating, inputs.deploy_errors)),
+        "dap_table": text.markdown(text.dap_table(tables.dap_table(inputs.daps))),
+        "recommended": recommended or "none",
+        "confusion": confusion(inputs, recommended),
+        "error_pictures": shown,
+        "runtime_errors": text.markdown(text.runtime_table(tables.runtime_errors(inputs.errors),
+                                                          tables.precision_label)),
+    }, files
 
 
 def data_sections(inputs: Inputs) -> dict:
@@ -137,8 +170,10 @@ def build(inputs: Inputs) -> tuple[dict, dict, dict]:
     tradeoff = tables.tradeoff(inputs.long, inputs.segm)
     scores = tables.scores(inputs.long, inputs.segm)
     predictions, picture_files = pictures(inputs)
+    recommended = summary(inputs.segm, *speeds(inputs)[::2])["recommended"]["template"]
+    errors_values, error_files = why_sections(inputs, recommended)
     values = {**results_sections(inputs, epochs), **runtime_sections(inputs, tradeoff), **data_sections(inputs),
-              "predictions": predictions}
+              **errors_values, "predictions": predictions}
     markdown = string.Template(TEMPLATE.read_text()).substitute(values)
     data = plots.plot_data(tradeoff, scores, epochs)
     texts = {"benchmark.md": markdown, "benchmark.csv": inputs.long.to_csv(index=False),
@@ -147,4 +182,4 @@ def build(inputs: Inputs) -> tuple[dict, dict, dict]:
     drawings = {"segm_map.png": lambda path: plots.segm_bars(scores, path),
                 "accuracy_latency.png": lambda path: plots.tradeoff_scatter(tradeoff, path),
                 "epochs.png": lambda path: plots.epoch_curves(epochs, path)}
-    return texts, drawings, {"predictions": picture_files}
+    return texts, drawings, {"predictions": {**picture_files, **error_files}}

@@ -1,7 +1,6 @@
 """The report's charts twice: PNGs for the markdown report, and the data behind them as files that dvc.yaml's
 top-level `plots:` declares, so that `dvc plots show` draws them and `dvc plots diff` overlays experiments."""
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -9,6 +8,7 @@ import pandas as pd
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 # The plot data files, in the report folder; dvc.yaml names the same paths (tests/test_dvc_yaml.py checks it).
 DATA_FOLDER = "plots"
@@ -19,7 +19,8 @@ PNGS = ("segm_map.png", "accuracy_latency.png", "epochs.png")
 
 
 def _rounded(table: pd.DataFrame) -> list:
-    return json.loads(table.round(3).to_json(orient="records"))
+    """Records with numbers rounded to 1e-3 and missing values as null."""
+    return table.round(3).astype(object).where(table.notna(), None).to_dict(orient="records")
 
 
 def plot_data(tradeoff: pd.DataFrame, scores: pd.DataFrame, epochs: pd.DataFrame) -> dict:
@@ -87,6 +88,7 @@ def epoch_curves(epochs: pd.DataFrame, path: Path) -> None:
         best = rows[rows["best"]]
         ax.scatter(best["epoch"], best["average"], s=120, facecolors="none", edgecolors=line.get_color())
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("validation segm mAP, average over datasets, %")
     ax.set_title("Validation per epoch (circled: best average)")
     ax.legend()

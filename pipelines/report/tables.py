@@ -153,6 +153,54 @@ def epoch_averages(curves: pd.DataFrame, datasets: list) -> pd.DataFrame:
     return table
 
 
+def why(segm: Comparison, daps: dict) -> pd.DataFrame:
+    """Per dataset, the best template against each other one: their segm mAP gap, and for each error type the other
+    one's dAP minus the best's (positive: fixing that error would gain the other one more) with its paired
+    interval of both noises. `daps`: error type -> Comparison of its dAP (masks, PyTorch)."""
+    rows = []
+    for dataset in segm.datasets:
+        best, _ = segm.group_of_best(dataset)
+        for other in [t for t in segm.templates if t != best and best is not None]:
+            gap = segm.difference(best, other, dataset)
+            for error, compared in daps.items():
+                found = compared.difference(other, best, dataset)
+                rows.append({"dataset": dataset, "best": best, "other": other, "gap": gap["difference"],
+                             "gap_low": gap["low"], "error": error, **found})
+    return pd.DataFrame(rows, columns=["dataset", "best", "other", "gap", "gap_low", "error", "difference", "low",
+                                       "high", "p_better"])
+
+
+def separating(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset x other template, the error type that separates it from the best: the largest dAP difference
+    among the distinguishable ones (interval above 0), else the largest one (`distinguishable` False)."""
+    rows = []
+    for _, group in pairs.groupby(["dataset", "other"], sort=False):
+        clear = group[group["low"] > 0]
+        chosen = (clear if len(clear) else group).sort_values("difference", ascending=False).iloc[0]
+        rows.append({**chosen.to_dict(), "distinguishable": bool(len(clear))})
+    return pd.DataFrame(rows, columns=list(pairs.columns) + ["distinguishable"])
+
+
+def dap_table(daps: dict) -> pd.DataFrame:
+    """template, dataset, error, dap (mean over seeds), low, high (both noises): the PyTorch models' masks."""
+    rows = []
+    for error, compared in daps.items():
+        for template in compared.templates:
+            for dataset in compared.datasets:
+                low, high = compared.interval(template, dataset)
+                rows.append({"template": template, "dataset": dataset, "error": error,
+                             "dap": compared.point(template, dataset), "low": low, "high": high})
+    return pd.DataFrame(rows, columns=["template", "dataset", "error", "dap", "low", "high"])
+
+
+def runtime_errors(errors: pd.DataFrame) -> pd.DataFrame:
+    """template, dataset, runtime and one column per error type: masks' dAP of PyTorch and each IR, means over
+    seeds (does an IR lose by localisation, or by misses?)."""
+    main = errors[(errors["iou_type"] == "segm") & ~errors["error"].isin(["false_positives", "false_negatives"])]
+    table = main.pivot_table(index=["template", "dataset", "runtime"], columns="error", values="dap", sort=False)
+    return table.reindex(columns=[e for e in dict.fromkeys(main["error"])]).reset_index()
+
+
 def per_class_segm(classes: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """class x template: segm AP on one dataset."""
     return classes[classes["dataset"] == dataset].pivot(index="class", columns="template",

@@ -93,5 +93,17 @@ def deploy_table(rows: pd.DataFrame, label) -> pd.DataFrame:
     return rows.assign(runtime=rows["runtime"].map(label)).rename(columns={"f1": "F1"})
 
 
+def dap_table(daps: pd.DataFrame) -> pd.DataFrame:
+    """template, dataset, then one column per error type: 'dAP [low, high]'."""
+    shown = daps.assign(text=[with_interval(r.dap, r.low, r.high) for r in daps.itertuples()])
+    table = shown.pivot_table(index=["template", "dataset"], columns="error", values="text", aggfunc="first",
+                              sort=False)
+    return table.reindex(columns=list(dict.fromkeys(daps["error"]))).reset_index()
+
+
+def runtime_table(rows: pd.DataFrame, label) -> pd.DataFrame:
+    return rows.assign(runtime=rows["runtime"].map(label)) if len(rows) else rows
+
+
 def noise_table(noise: pd.DataFrame) -> pd.DataFrame:
     return noise.rename(columns={"between-seed std": "between-seed std of one training (points)"})

@@ -1,4 +1,4 @@
-"""The recommendation: sentences a person can act on, generated from the comparison's numbers.
+"""The recommendation and why a template wins: sentences a person can act on, generated from the numbers.
 
 The phrases are here, filled from the numbers; the report's fixed prose is in template.md.
 """
@@ -6,7 +6,7 @@ The phrases are here, filled from the numbers; the report's fixed prose is in te
 import numpy as np
 import pandas as pd
 
-from pipelines.comparison import SAME_SPEED, Comparison, choose, quick
+from pipelines.comparison import SAME_COMPUTE, SAME_SPEED, Comparison, choose, quick
 
 UNMEASURED = ("Training noise was not measured (one seed per cell): the intervals hold the test images' noise only, "
               "so a difference called distinguishable here may be one training run's luck. Run two seeds or more "
@@ -18,8 +18,11 @@ TIED = ("{best} has the best average {metric}, but {noises_subject} tell it apar
         "95% interval reaching 0: {gaps}). **Fine-tune `{choice}`**, {why}.")
 WHY_FASTEST = (f"the fastest of them by more than {SAME_SPEED:.0%}; take `{{best}}` only if its lead, which may be "
                "noise, is worth the extra latency")
-WHY_SAME_SPEED = (f"as good a choice as any of them: they also run at the same speed (latencies within {SAME_SPEED:.0%}, "
-                  "this machine's timing noise), and it needs the fewest GFLOPs, then comes first in `run.templates`")
+WHY_SAME_SPEED = (f"though any of them would do: they also run at the same speed (latencies within {SAME_SPEED:.0%}, "
+                  "this machine's timing noise), and it needs the least compute")
+WHY_FIRST = (f"though any of them would do: they also run at the same speed (latencies within {SAME_SPEED:.0%}, this "
+             f"machine's timing noise) on the same compute (GFLOPs within {SAME_COMPUTE:.0%}), and it comes first in "
+             "`run.templates`")
 WHY_BEST = "the fastest of them and also the most accurate"
 PER_DATASET = "Per dataset (best, then those indistinguishable from it, then the choice among them):"
 DATASET_LINE = "- {dataset}: best {best}; indistinguishable: {group}; choose `{choice}`."
@@ -37,9 +40,11 @@ def _gap(compared: Comparison, best: str, template: str) -> str:
     return f"`{template}` {found['difference']:+.1f} {bounds}"
 
 
-def _why(choice: str, best: str, tied: list, latency: pd.Series) -> str:
-    if len(quick([best] + tied, latency)) > 1:
-        return WHY_SAME_SPEED
+def _why(choice: str, best: str, tied: list, latency: pd.Series, gflops: pd.Series) -> str:
+    equals = quick([best] + tied, latency)
+    if len(equals) > 1:
+        costs = gflops.reindex(equals)
+        return WHY_FIRST if (costs <= costs.min() * (1 + SAME_COMPUTE)).sum() > 1 else WHY_SAME_SPEED
     return WHY_BEST if choice == best else WHY_FASTEST.format(best=best)
 
 
@@ -57,7 +62,7 @@ def overall(compared: Comparison, latency: pd.Series, gflops: pd.Series, metric:
                        noises_subject="neither the test images nor the training seeds can" if measured
                        else "the test images (training noise not measured) cannot",
                        others=", ".join(f"`{t}`" for t in tied), gaps=", ".join(_gap(compared, best, t) for t in tied),
-                       choice=choice, why=_why(choice, best, tied, latency))
+                       choice=choice, why=_why(choice, best, tied, latency, gflops))
 
 
 def recommendation(compared: Comparison, latency: pd.Series, per_dataset: pd.DataFrame, gflops: pd.Series,
@@ -78,3 +83,45 @@ def recommendation(compared: Comparison, latency: pd.Series, per_dataset: pd.Dat
                                          choice=choose(best, tied, per_dataset[dataset], gflops,
                                                        compared.templates)))
     return lines
+
+
+# What to try against each error type (TIDE's): the hint that fits it.
+HINTS = {
+    "classification": "objects found but given the wrong class: more training images per class (or classes that "
+                      "look alike merged)",
+    "localisation": "objects found but their masks are off: a larger input size, a finer mask head or a longer "
+                    "schedule",
+    "both": "objects found with the wrong class and a poor mask at once: more images per class and a larger input",
+    "duplicate": "objects detected twice: a lower NMS IoU threshold",
+    "background": "detections on nothing: a higher score threshold, or more background in the training images",
+    "missed_small": "objects not detected at all, most of them small (under 32 x 32 px): a larger input size or "
+                    "tiling",
+    "missed": "objects not detected at all: more proposals (RPN), more epochs, or anchors that fit their sizes",
+}
+WHY_LINE = ("- {dataset}: `{other}` is {gap:.1f} points of segm mAP behind `{best}`; {because}")
+SEPARATES = ("what separates them most is {error}: fixing it would gain `{other}` {difference:+.1f} "
+             "[{low:.1f}, {high:.1f}] points of mask AP50 more than `{best}`. That is {hint}.")
+NOTHING_CLEAR = ("no error type separates them beyond both noises (the largest: {error}, {difference:+.1f} "
+                 "[{low:.1f}, {high:.1f}]).")
+
+
+def _hint(error: str, counts) -> str:
+    if error == "missed" and counts is not None:
+        small, total = counts.loc["missed", "small"], counts.loc["missed", "all"]
+        return HINTS["missed_small"] if total and small / total > 0.5 else HINTS["missed"]
+    return HINTS[error]
+
+
+def why(separating: pd.DataFrame, counts: dict) -> list:
+    """One line per dataset and template behind the best: the error type that separates them and what to try.
+    `counts`: (template, dataset) -> error counts per size (pipelines.report.collect.deploy_errors)."""
+    lines = []
+    for row in separating.itertuples():
+        values = dict(error=row.error, difference=row.difference, low=row.low, high=row.high, other=row.other,
+                      best=row.best)
+        found = counts.get((row.other, row.dataset), {}).get("counts")
+        because = SEPARATES.format(**values, hint=_hint(row.error, found)) if row.distinguishable \
+            else NOTHING_CLEAR.format(**values)
+        lines.append(WHY_LINE.format(dataset=row.dataset, other=row.other, best=row.best, gap=row.gap,
+                                     because=because))
+    return lines or ["Only one template ran: nothing to explain."]
