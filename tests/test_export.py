@@ -137,6 +137,7 @@ def test_int8_keeps_box_arithmetic_in_float(exported):
                                                                  "ShapeOf"}
 
 
+@pytest.mark.slow
 def test_keep_ratio_ir_takes_each_images_own_shape(engine_spec, tmp_path):
     """With keep_ratio the input's height and width follow the image: the IR of either engine, traced on one
     shape, gives PyTorch's detections on others (sizes in the graph are traced, not frozen)."""

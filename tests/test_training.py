@@ -152,6 +152,7 @@ training.fit(spec, engines.get(spec.engine).Adapter, Path(sys.argv[3]), Path(sys
 """
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_from_its_last_epoch_with_the_same_result(prepared, engine_spec, tmp_path):
     spec = engine_spec(epochs=3)
     straight = fit(spec, prepared, tmp_path / "straight", log=lambda _: None)

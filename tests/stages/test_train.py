@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 import torch
 import yaml
 
@@ -30,6 +31,7 @@ def torchrun(workdir: Path, data: Path, port: int) -> subprocess.Popen:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+@pytest.mark.slow
 def test_torchrun_writes_once_and_a_resumed_run_logs_each_epoch_once(tmp_path, tiny_spec):
     demo.make_wgisd(tmp_path / "raw", 16, 4, seed=0)
     data = tmp_path / "prepared"

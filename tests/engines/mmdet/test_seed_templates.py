@@ -104,6 +104,7 @@ def wgisd(tmp_path_factory):
 SMALL_SIZE = 128  # every template here runs at 128 px: one epoch of R-101 at its 1024 would take minutes on 2 cores
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SEED_TEMPLATES)
 def test_seed_template_trains_evaluates_exports_and_validates(name, wgisd, tmp_path, monkeypatch):
     """The train, evaluate, export and validate stages, as dvc.yaml runs them, on the template made small:
@@ -127,11 +128,12 @@ def test_seed_template_trains_evaluates_exports_and_validates(name, wgisd, tmp_p
     splits = ["--test", str(wgisd / "test.json"), "--val", str(wgisd / "val.json")]
     evaluate.main(["--template", name, "--model", str(model / "model.pt"), *splits, "--out", str(metrics / "pt.json"),
                    "--replicates", str(metrics / "pt_boot.json"), "--per-class", str(metrics / "per_class.json"),
-                   "--examples", str(metrics / "examples.jpg")])
+                   "--errors", str(metrics / "pt_errors.json"), "--examples", str(metrics / "examples.jpg"),
+                   "--error-examples", str(metrics / "errors.jpg")])
     export.main(["--template", name, "--model", str(model / "model.pt"), "--data", str(wgisd),
                  "--out", str(model / "ir")])
     validate.main(["--ir", str(model / "ir" / "fp32" / "model.xml"), *splits, "--out", str(metrics / "ir.json"),
-                   "--replicates", str(metrics / "ir_boot.json")])
+                   "--replicates", str(metrics / "ir_boot.json"), "--errors", str(metrics / "ir_errors.json")])
     pytorch, ir = (json.loads((metrics / f).read_text()) for f in ("pt.json", "ir.json"))
     assert abs(pytorch["segm_map"] - ir["segm_map"]) <= 0.5 and abs(pytorch["bbox_map"] - ir["bbox_map"]) <= 0.5
     # The predictions themselves, on a test image.
