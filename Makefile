@@ -1,6 +1,7 @@
 # The project's entry points on a fresh machine (README): `make benchmark` runs the benchmark on its demo data,
 # `make test` the whole test suite (what .ci/run calls), `make test-fast` the unit tests (a few minutes).
-VENV := .venv
+# The environment `make setup` makes; tests run make with their own (VENV=its prefix).
+VENV ?= .venv
 STAMP := $(VENV)/.installed
 # mmcv without compiled ops, and without its opencv-python requirement (datumaro brings opencv-python-headless):
 # pipelines/engines/mmdet/ops.py provides the two ops Mask R-CNN needs.
@@ -11,9 +12,9 @@ VEGA := vega@5.20.2 vega-lite@5.2.0 vega-embed@6.18.2
 # beside datumaro's opencv-python-headless (which it uses as cv2), so it installs without its requirements.
 TIDECV := tidecv==1.0.1
 # dvc.yaml's commands call `python`: make it the project's interpreter.
-export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: benchmark test test-fast setup fetch compare
+.PHONY: benchmark test test-fast setup fetch track compare
 
 setup: $(STAMP)
 
@@ -31,15 +32,22 @@ benchmark: $(STAMP)
 	dvc repro
 	@echo "Report: reports/benchmark.md"
 
+# The scale-out test runs a real Slurm job array and an SSH remote: their daemons are installed where missing.
 test: $(STAMP)
+	cluster/install-test-tools
 	python -m pytest -ra --durations=15
 
 test-fast: $(STAMP)
 	python -m pytest -ra -m "not slow" --durations=10
 
-# The real Pets and WGISD into data/raw (Cityscapes needs an account: see README).
+# The real Pets and WGISD and the seed templates' COCO snapshots into data/raw, under DVC (Cityscapes needs an
+# account: see README).
 fetch: $(STAMP)
 	python -m pipelines.datasets.fetch --out data/raw
+
+# Every folder of data/raw (your own datasets too) under DVC, so that queued experiments and other machines get it.
+track: $(STAMP)
+	python -m pipelines.datasets.track
 
 # Experiments against their baselines (after `make benchmark` and `dvc exp run`s): per template, per dataset and
 # on average, the difference in test segm mAP with its paired 95% interval, and the params that differ.

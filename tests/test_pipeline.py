@@ -107,7 +107,7 @@ def test_report_matches_metrics(bench):
     for picture in re.findall(r"!\[[^]]*\]\(([^)]+)\)", markdown):  # every picture the report links is there
         assert (repo / "reports" / picture).stat().st_size > 1000, picture
     assert sorted(p.name for p in (repo / "reports" / "predictions").iterdir()) == sorted(
-        f"{t}-{d}-seed0.jpg" for t in TEMPLATES for d in DATASETS)
+        f"{t}-{d}-seed0{kind}.jpg" for t in TEMPLATES for d in DATASETS for kind in ("", "-errors"))
     for name in ("accuracy_latency.json", "segm_map.json", "epochs.json"):
         assert json.loads((repo / "reports" / "plots" / name).read_text()), name
 
@@ -138,13 +138,13 @@ def wait_for_queue(repo: Path, limit_s: float = 1200) -> None:
         time.sleep(5)
 
 
-def experiments(repo: Path) -> dict:
-    """name -> params.yaml of every experiment `dvc exp show --json` lists."""
+def experiments(repo: Path, kind: str = "params", file: str = "params.yaml") -> dict:
+    """name -> params.yaml (or another file of `dvc exp show --json`'s `kind`) of every experiment it lists."""
     found = {}
     for commit in json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout):
         for group in commit.get("experiments") or []:
             for rev in group["revs"]:
-                found[rev["name"]] = rev["data"]["params"]["params.yaml"]["data"]
+                found[rev["name"]] = rev["data"][kind][file]["data"]
     return found
 
 
@@ -199,6 +199,34 @@ def test_a_queued_grid_compares_against_its_baseline_with_intervals(bench, tmp_p
     page = (repo / "plots_out" / "index.html").read_text()
     for title in ("Accuracy against latency", "Test segm mAP per dataset", "Validation segm mAP per epoch"):
         assert title in page, plots
+
+
+@pytest.mark.slow
+def test_real_data_under_dvc_reaches_queued_and_temporary_experiments(bench, tmp_path):
+    """README, "Your data": datasets put where real data goes and tracked with `make track` reach the copies
+    that queued and temporary experiments run in. Here the demo data is the real data: prepare reads it from
+    data/raw (new deps, so it runs) into the same bytes, so every cell is restored from the run-cache."""
+    repo = clone(bench[0], tmp_path / "raw")
+    for name in ("cityscapes", "pets", "wgisd", "user_coco"):
+        shutil.copytree(repo / "data" / "demo" / name, repo / "data" / "raw" / name)
+    run(["make", "track"], repo)
+    run(["git", "add", "data/raw"], repo)
+    run(["git", "commit", "-qm", "the real data, under DVC"], repo)
+    assert run(["git", "status", "--porcelain"], repo).stdout == ""  # git holds the .dvc files, DVC the data
+    run(["dvc", "exp", "run", "--queue", "-n", "rawq", "-S", "data_dir=data/raw"], repo)
+    run(["dvc", "queue", "start"], repo)
+    wait_for_queue(repo)
+    log = run(["dvc", "queue", "logs", "rawq"], repo).stdout
+    assert "Success" in run(["dvc", "queue", "status"], repo).stdout, log[-3000:]
+    temporary = run(["dvc", "exp", "run", "--temp", "-n", "rawt", "-S", "data_dir=data/raw"], repo).stdout
+    for output in (log, temporary):
+        assert {f"prepare@{d}" for d in DATASETS} <= ran_stages(output), output[-3000:]
+        assert not ran_stages(output) & cell_stages(TEMPLATES, DATASETS, PRECISIONS, SEEDS), output[-3000:]
+    for name, params in experiments(repo).items():
+        assert params["data_dir"] == "data/raw", name
+    summaries = experiments(repo, "metrics", "reports/summary.json")  # each one's report ran to its end
+    assert {"rawq", "rawt"} <= set(summaries)
+    assert all(s["recommended"]["template"] in TEMPLATES for s in summaries.values()), summaries
 
 
 @pytest.mark.slow

@@ -1,12 +1,16 @@
-"""One benchmark computed by several machines, on one box: clones of one git repository are the machines and a
-local folder is their shared DVC remote (README, "Spreading the benchmark"). Each worker computes its own
-template's cells and pushes them with DVC's run-cache, one as the README's experiment, one as a task of the
-Slurm job array (cluster/slurm.sbatch, run by bash with Slurm's variables set); a gathering clone restores
-all of them from the run-cache and computes only the report. A worker killed mid-way reruns only the stages
-it had not finished."""
+"""One benchmark computed by several machines, on one box: clones of one git repository are the machines
+(docs/scale-out.md). Each worker computes its own template's cells and pushes them with DVC's run-cache; a
+gathering clone restores all of them from the run-cache and computes only the report; a worker stopped mid-way
+reruns only the stages it had not finished. Two forms:
+- the fast one, for any machine: a local folder is the shared remote, one worker is the README's experiment
+  and one a task of cluster/slurm.sbatch run by bash with Slurm's variables set, SIGKILLed and run again;
+- the real one: cluster/slurm.sbatch submitted with sbatch as a job array to a Slurm cluster on this machine
+  (tests/cluster.py), one task requeued mid-way, the raw data and every result passing through an SSH remote,
+  nothing else shared."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +21,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipelines import cells
+from tests import cluster
 from tests.repos import ROOT, cell_stages, environment, project_repo, ran_stages, restored_stages, run, selection
 
 DATASET, TEMPLATES = "wgisd_1", ["tiny", "mmdet_r18"]
@@ -105,6 +111,7 @@ def test_two_machines_share_one_benchmark_through_the_run_cache(tmp_path):
     assert ran_stages(gathered.stdout) == {"report"}, gathered.stdout[-3000:]
     assert CELL_STAGES | {"demo_data", f"prepare@{DATASET}"} <= restored_stages(gathered.stdout)
     table = pd.read_csv(gather / "reports" / "benchmark.csv")
+    table = table[table["runtime"] == cells.PYTORCH]  # one row per cell and runtime
     assert sorted(table["template"]) == sorted(TEMPLATES) and set(table["dataset"]) == {DATASET}
     for template, worker in (("tiny", a), ("mmdet_r18", b)):
         cell = f"metrics/{template}-{DATASET}-seed0"
@@ -113,3 +120,89 @@ def test_two_machines_share_one_benchmark_through_the_run_cache(tmp_path):
         row = table[table["template"] == template].iloc[0]
         assert row.segm_map == pytest.approx(json.loads((worker / cell / "pytorch.json").read_text())["segm_map"])
     assert "Data and pipelines are up to date." in run(["dvc", "status"], gather).stdout
+
+
+def slurm(args: list, env: dict, cwd=None) -> str:
+    done = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True)
+    assert done.returncode == 0, f"{args} failed: {done.stderr}"
+    return done.stdout
+
+
+def wait_for_jobs(job: str, env: dict, limit_s: float = 1200) -> None:
+    start = time.monotonic()
+    while slurm(["squeue", "-h", "-j", job, "-o", "%i %T"], env).strip():
+        assert time.monotonic() - start < limit_s, slurm(["squeue", "-j", job], env)
+        time.sleep(2)
+
+
+def requeue(task: str, env: dict) -> None:
+    """Cancels a running array task and puts it back in the queue, as a preempted or failed node's task is;
+    Slurm holds a requeued job back two minutes (its BeginTime), which the test does not wait for."""
+    slurm(["scontrol", "requeue", task], env)
+    start = time.monotonic()
+    while "PENDING" not in slurm(["squeue", "-h", "-j", task, "-o", "%T"], env):
+        assert time.monotonic() - start < 120, slurm(["squeue", "-j", task], env)
+        time.sleep(0.5)
+    slurm(["scontrol", "update", f"JobId={task}", "StartTime=now"], env)
+
+
+@pytest.mark.slow
+def test_a_slurm_job_array_computes_the_benchmark_through_an_ssh_remote(tmp_path):
+    """docs/scale-out.md's workflow with nothing shared but the git repository and an SSH remote: the raw data
+    is DVC-tracked and pushed, sbatch runs one array task per template under slurmd, one task is cancelled and
+    requeued after its training and resumes without redoing it, and the gathering clone pulls every cell."""
+    def raw_data(params):
+        one_dataset_one_epoch(params)
+        params["data_dir"] = "data/raw"
+    with cluster.slurm_cluster(tmp_path / "slurm") as slurm_env, cluster.ssh_server(tmp_path / "sshd") as (server, key):
+        home = tmp_path / "home"  # the users' home on every machine: their SSH key where ssh looks for it
+        (home / ".ssh").mkdir(parents=True)
+        shutil.copy(key, home / ".ssh" / "id_ed25519")
+        users = dict(HOME=str(home))
+        origin = project_repo(tmp_path / "origin", raw_data)
+        # The demo data placed where real data goes and put under DVC with the README's command.
+        run([sys.executable, "-m", "stages.demo_data", "--out", "data/raw"], origin)
+        run(["make", "track"], origin)
+        run(["dvc", "remote", "add", "-d", "shared", f"{server}{tmp_path}/ssh-remote"], origin)
+        run(["git", "add", "-A"], origin)
+        run(["git", "commit", "-qm", "the raw data under DVC, the SSH remote"], origin)
+        assert set(run(["git", "ls-files", "data/raw"], origin).stdout.split()) == \
+            {"data/raw/.gitignore", "data/raw/cityscapes.dvc", "data/raw/pets.dvc", "data/raw/wgisd.dvc"}
+        run(["dvc", "push"], origin, **users)
+
+        nodes = tmp_path / "nodes"  # each task's clone lives on its node only
+        env = cluster.environment_for(slurm_env, users, BENCH_REPO=str(origin), SHARD_ROOT=str(nodes),
+                                      BENCH_COMMIT=run(["git", "rev-parse", "HEAD"], origin).stdout.strip(),
+                                      BENCH_VENV=sys.prefix)
+        # The script asks for a GPU, 8 cores and 64 GB per task; this node has 2 cores and no GPU.
+        job = slurm(["sbatch", "--parsable", f"--array=0-{len(TEMPLATES) - 1}", "--gres=none", "--cpus-per-task=1",
+                     "--mem=4G", "--open-mode=append", f"--output={tmp_path}/task-%a.log",
+                     "cluster/slurm.sbatch", *TEMPLATES], env, cwd=origin).strip()
+        stopped = f"{job}_1"  # mmdet_r18's task
+        start = time.monotonic()
+        while f"train_mmdet@mmdet_r18-{DATASET}-0" not in dvc_lock_stages(nodes / "mmdet_r18"):
+            assert slurm(["squeue", "-h", "-j", stopped], env).strip(), (tmp_path / "task-1.log").read_text()[-3000:]
+            assert time.monotonic() - start < 900, (tmp_path / "task-1.log").read_text()[-3000:]
+            time.sleep(0.5)
+        requeue(stopped, env)
+        finished = dvc_lock_stages(nodes / "mmdet_r18")
+        wait_for_jobs(job, env)
+
+        logs = [(tmp_path / f"task-{i}.log").read_text() for i in range(len(TEMPLATES))]
+        for template, log in zip(TEMPLATES, logs):
+            assert f"shard {template} done" in log, log[-3000:]
+        first, again = logs[1].split("shard mmdet_r18 (commit", 2)[1:]
+        assert "run 0" in first.splitlines()[0] and "run 1" in again.splitlines()[0], logs[1][-3000:]
+        remaining = cell_stages(["mmdet_r18"], [DATASET], ["fp32"]) - finished
+        assert remaining and ran_stages(again) and not ran_stages(again) & finished, again[-3000:]
+        assert ran_stages(again) | restored_stages(again) == remaining, again[-3000:]
+
+        gather = machine(origin, "gather")
+        gathered = run(["dvc", "repro", "--pull"], gather, **users)
+        assert not ran_stages(gathered.stdout) & CELL_STAGES, gathered.stdout[-3000:]
+        assert CELL_STAGES <= restored_stages(gathered.stdout), gathered.stdout[-3000:]
+        table = pd.read_csv(gather / "reports" / "benchmark.csv")
+        assert sorted(table[table["runtime"] == cells.PYTORCH]["template"]) == sorted(TEMPLATES)
+        for template in TEMPLATES:
+            cell = f"metrics/{template}-{DATASET}-seed0"
+            assert (gather / cell / "pytorch.json").read_bytes() == (nodes / template / cell / "pytorch.json").read_bytes()

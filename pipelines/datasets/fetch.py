@@ -1,14 +1,16 @@
-"""Downloads the datasets that have public archives, checks them and unpacks them into their owners' layout.
+"""Downloads the datasets that have public archives and the COCO snapshots the templates start from, checks them,
+unpacks them into their owners' layout and puts them under DVC (pipelines/datasets/track.py).
 
-    python -m pipelines.datasets.fetch --out data/raw pets wgisd
+    python -m pipelines.datasets.fetch --out data/raw pets wgisd snapshots
 
-`fetch` in params.yaml lists each dataset folder's archives: url, checksum (`md5` or `sha256`) and
-how many leading folders to strip when unpacking. A download goes to `<out>/.downloads/<name>.part`
-and resumes from there after an interruption (an HTTP range request; a server that ignores ranges
-makes it restart from zero). A finished archive whose checksum differs is deleted and reported.
-Each dataset is unpacked into a fresh folder that replaces `<out>/<dataset>` only when complete,
-with `.fetched.json` recording the archives it came from; a second run with the same archives
-does nothing. Cityscapes needs an account and is downloaded by hand (see the README).
+`fetch` in params.yaml lists each folder's files: url, checksum (`md5` or `sha256`; a sha256 may be pinned by
+its first 8 or more digits), how many leading folders to strip when unpacking, and `unpack: false` for a file
+kept as it is (a checkpoint). A download goes to `<out>/.downloads/<name>.part` and resumes from there after an
+interruption (an HTTP range request; a server that ignores ranges makes it restart from zero). A finished
+download whose checksum differs is deleted and reported. Each folder is filled in a fresh folder that replaces
+`<out>/<folder>` only when complete, with `.fetched.json` recording the files it came from; a second run with
+the same files does nothing. Then each folder is `dvc add`ed, so that queued experiments and other machines
+get it (`--no-track` leaves that out). Cityscapes needs an account and is downloaded by hand (see the README).
 """
 
 import argparse
@@ -26,6 +28,7 @@ import yaml
 from tqdm import tqdm
 
 from pipelines.config import PARAMS_FILE
+from pipelines.datasets import track
 
 CHUNK = 1 << 20
 MARKER = ".fetched.json"
@@ -102,7 +105,7 @@ def fetch_archive(archive: dict, downloads: Path) -> tuple[Path, str]:
     if expected is None:
         print(f"WARNING: params.yaml pins no checksum for {archive['url']}; what arrived has sha256 {actual}. "
               f"Add `sha256: {actual}` to its entry to check every later download against it.", file=sys.stderr)
-    elif actual != expected:
+    elif not (actual == expected or (algorithm == "sha256" and len(expected) >= 8 and actual.startswith(expected))):
         target.unlink()
         raise FetchError(f"{target.name} from {archive['url']}: {algorithm} is {actual}, params.yaml expects "
                          f"{expected}; the file was deleted, run again to download it anew")
@@ -143,15 +146,19 @@ def fetch_dataset(name: str, archives: list, out: Path) -> Path:
     if marker.is_file():
         recorded = json.loads(marker.read_text())
         if recorded["urls"] == [a["url"] for a in archives] and \
-                all(pin in (None, got) for pin, got in zip(pins, recorded["archives"])):
+                all(pin is None or got.startswith(pin) for pin, got in zip(pins, recorded["archives"])):
             print(f"{dest}: already fetched")
             return dest
     files, sums = zip(*[fetch_archive(archive, out / ".downloads") for archive in archives])
     staging = out / f".{name}.unpacking"
     shutil.rmtree(staging, ignore_errors=True)  # what an interrupted unpack left
     for archive, path in zip(archives, files):
-        print(f"unpacking {path.name} into {dest}")
-        unpack(path, staging, archive.get("strip", 0))
+        if archive.get("unpack", True):
+            print(f"unpacking {path.name} into {dest}")
+            unpack(path, staging, archive.get("strip", 0))
+        else:
+            staging.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, staging / path.name)
     (staging / MARKER).write_text(json.dumps({"archives": list(sums), "urls": [a["url"] for a in archives]}, indent=2))
     if dest.exists():
         shutil.rmtree(dest)
@@ -165,6 +172,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("data/raw"), help="where the dataset folders go")
     p.add_argument("--params", type=Path, default=PARAMS_FILE)
     p.add_argument("--keep-archives", action="store_true", help="keep the downloaded archives after unpacking")
+    p.add_argument("--no-track", action="store_true", help="leave the folders out of DVC (`dvc add`)")
     return p
 
 
@@ -174,13 +182,17 @@ def main(args=None) -> None:
     unknown = [n for n in args.names if n not in sources]
     if unknown:
         sys.exit(f"fetch: {unknown} not under `fetch` in {args.params}; known: {sorted(sources)}")
+    fetched = []
     for name in args.names or sorted(sources):
         try:
-            fetch_dataset(name, sources[name], args.out)
+            fetched.append(fetch_dataset(name, sources[name], args.out))
         except FetchError as error:
             sys.exit(f"fetch {name}: {error}")
     if not args.keep_archives:
         shutil.rmtree(args.out / ".downloads", ignore_errors=True)
+    if not args.no_track:
+        written = track.track(fetched)
+        print(f"tracked by DVC: {', '.join(map(str, written))}; commit them with git")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,14 @@ import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
+import shutil
+import subprocess
 
-from pipelines.datasets import fetch
+import pytest
+import yaml
+
+from pipelines.datasets import fetch, track
+from tests.repos import ROOT
 
 
 def tar_gz(files: dict) -> bytes:
@@ -156,10 +161,48 @@ def test_unreachable_server_says_where_to_put_the_file(tmp_path):
         fetch.fetch_dataset("pets", [{"url": url, "md5": "0" * 32}], tmp_path)
 
 
-def test_cli_fetches_the_params_entries(server, tmp_path):
+def dvc_repo(path):
+    """A git repository with DVC in it, as a clone of the project is, with data/raw's .gitignore."""
+    path.mkdir()
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        subprocess.run(command, cwd=path, check=True)
+    (path / "data" / "raw").mkdir(parents=True)
+    shutil.copy(ROOT / "data" / "raw" / ".gitignore", path / "data" / "raw")
+    return path
+
+
+def test_cli_fetches_the_params_entries_and_puts_them_under_dvc(server, tmp_path, monkeypatch):
     sources = pets_sources(server)
-    params = tmp_path / "params.yaml"
-    params.write_text(json.dumps({"fetch": {"pets": sources}}))
-    fetch.main(["--out", str(tmp_path / "raw"), "--params", str(params), "pets"])
-    assert (tmp_path / "raw" / "pets" / "annotations" / "test.txt").read_bytes() == ANNOTATIONS["annotations/test.txt"]
-    assert not (tmp_path / "raw" / ".downloads").exists()
+    checkpoint = random.Random(2).randbytes(1000)
+    server.files["/snapshot.pth"] = checkpoint
+    snapshots = [{"url": server.url("/snapshot.pth"), "sha256": hashlib.sha256(checkpoint).hexdigest()[:8],
+                  "unpack": False}]  # pinned by its first 8 digits, as OpenMMLab's file names carry them
+    repo = dvc_repo(tmp_path / "repo")
+    (repo / "params.yaml").write_text(json.dumps({"fetch": {"pets": sources, "snapshots": snapshots}}))
+    monkeypatch.chdir(repo)
+    fetch.main(["--params", "params.yaml"])
+    raw = repo / "data" / "raw"
+    assert (raw / "pets" / "annotations" / "test.txt").read_bytes() == ANNOTATIONS["annotations/test.txt"]
+    assert (raw / "snapshots" / "snapshot.pth").read_bytes() == checkpoint
+    assert not (raw / ".downloads").exists()
+    # DVC tracks both folders; git sees their .dvc files and none of the data.
+    status = subprocess.run(["git", "status", "--porcelain", "-uall"], cwd=repo, capture_output=True, text=True)
+    untracked = {line[3:] for line in status.stdout.splitlines()}
+    assert {"data/raw/pets.dvc", "data/raw/snapshots.dvc"} <= untracked
+    assert not any(path.startswith(("data/raw/pets/", "data/raw/snapshots/")) for path in untracked), untracked
+    for name in ("pets", "snapshots"):
+        assert yaml.safe_load((raw / f"{name}.dvc").read_text())["outs"][0]["path"] == name
+
+
+def test_a_users_own_folder_is_tracked_with_one_command(tmp_path, monkeypatch):
+    repo = dvc_repo(tmp_path / "repo")
+    (repo / "data" / "raw" / "my_coco" / "images").mkdir(parents=True)
+    (repo / "data" / "raw" / "my_coco" / "images" / "a.jpg").write_bytes(b"jpeg")
+    (repo / "data" / "raw" / ".downloads").mkdir()  # hidden folders are fetch's scratch space, never tracked
+    monkeypatch.chdir(repo)
+    track.main([])
+    assert (repo / "data" / "raw" / "my_coco.dvc").is_file() and not (repo / "data" / "raw" / ".downloads.dvc").exists()
+    status = subprocess.run(["dvc", "status", "--json"], cwd=repo, capture_output=True, text=True, check=True)
+    assert json.loads(status.stdout) == {}, status.stdout  # tracked and up to date
+    with pytest.raises(SystemExit, match="no folder data/raw/absent"):
+        track.main(["absent"])

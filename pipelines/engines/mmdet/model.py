@@ -124,8 +124,10 @@ def checkpoint_file(source: str, sha256: str = "") -> Path:
     else:
         path = Path(source)
         if not path.is_file():
-            raise PretrainedWeightsError(f"pretrained checkpoint {path} does not exist; set the template's "
-                                         f"`pretrained` to an existing file, a URL or `none`")
+            raise PretrainedWeightsError(
+                f"pretrained checkpoint {path} does not exist. `make fetch` downloads the snapshots params.yaml's "
+                f"`fetch` lists into data/raw/snapshots (where another machine pushed them: `dvc pull "
+                f"data/raw/snapshots.dvc`); or set the template's `pretrained` to an existing file, a URL or `none`")
     if sha256:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         if len(sha256) < 8 or not digest.startswith(sha256.lower()):
