@@ -4,9 +4,10 @@ put it, rather than letting the run stop at the first.
     python -m pipelines.preflight --data-dir data/raw --templates effb2b_480,effb2b_576,r50,convnext
 
 Datasets: every dataset of params.yaml must lie under the data folder. Pretrained weights: each selected
-template is built once for one class, which downloads its weights into torch's cache where a network is
-reachable (so the benchmark later finds them) and, offline, gives the engine's message naming the file and
-its place. Exits with 1 when something is missing.
+template is built once for one class. A start that is a file (the seed templates' COCO snapshots, which
+`make fetch` puts into data/raw/snapshots) must exist; a URL or a library's weights are downloaded into torch's
+cache where a network is reachable (so the benchmark later finds them) and, offline, the engine's message names
+the file and its place. Exits with 1 when something is missing.
 """
 
 import argparse

@@ -85,10 +85,18 @@ def test_ote_snapshot_of_another_shape_or_lacking_a_backbone_tensor_is_refused(o
         build_model(untrained("effb2b_480", pretrained=str(tmp_path / "lacking.pth")), 3)
 
 
-def test_every_seed_template_names_its_coco_snapshot_and_checksum():
+def test_every_seed_template_starts_from_a_coco_snapshot_that_make_fetch_brings():
+    """Each seed template's `pretrained` is a file of data/raw/snapshots that params.yaml's fetch.snapshots lists,
+    pinned by the same sha256 (or its first 8 digits) as the template."""
+    fetched = {entry["url"].rsplit("/", 1)[-1]: entry
+               for entry in yaml.safe_load((ROOT / "params.yaml").read_text())["fetch"]["snapshots"]}
     for name in SEED_TEMPLATES:
         spec = template(name)
-        assert spec.engine == "mmdet" and spec.pretrained.startswith("https://"), name
+        path = Path(spec.pretrained)
+        assert spec.engine == "mmdet" and path.parent == Path("data/raw/snapshots"), name
+        assert path.name in fetched and fetched[path.name]["unpack"] is False, name
+        pinned, own = fetched[path.name]["sha256"], spec.model.get("pretrained_sha256")
+        assert pinned == own or (pinned and own and pinned.startswith(own)), name
     assert template("effb2b_480").model["pretrained_sha256"].startswith("6ceb31ae")
     assert template("r50").pretrained.endswith("-21b550bb.pth")
     assert template("r50").model["pretrained_sha256"] == "21b550bb"
@@ -153,11 +161,17 @@ def test_preflight_names_every_missing_dataset_and_snapshot(monkeypatch, tmp_pat
         raise OSError("Name or service not known")
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    monkeypatch.chdir(ROOT)  # the project's params.yaml
+    monkeypatch.chdir(ROOT)  # the project's params.yaml, its snapshots moved to where nothing was fetched
+    params = load_params(ROOT / "params.yaml")
+    snapshots = {name: dataclasses.replace(spec, pretrained=str(tmp_path / "snapshots" / Path(spec.pretrained).name))
+                 for name, spec in params.templates.items() if name in ("effb2b_480", "r50")}
+    params = dataclasses.replace(params, templates={**params.templates, **snapshots})
+    monkeypatch.setattr(preflight, "load_params", lambda path: params)
     with pytest.raises(SystemExit) as stopped:
         preflight.main(["--data-dir", str(tmp_path / "raw"), "--templates", "effb2b_480,r50"])
     printed = capsys.readouterr().out
     assert stopped.value.code == 1 and "7 missing" in printed
-    for place in ("raw/cityscapes ", "raw/pets ", "raw/wgisd ", "hub/checkpoints/efficientnet_b2b-mask_rcnn-480x480.pth",
-                  "hub/checkpoints/mask_rcnn_r50_fpn_mstrain-poly_3x_coco_20210524_201154-21b550bb.pth"):
+    for place in ("raw/cityscapes ", "raw/pets ", "raw/wgisd ",
+                  "snapshots/efficientnet_b2b-mask_rcnn-480x480.pth does not exist. `make fetch`",
+                  "snapshots/mask_rcnn_r50_fpn_mstrain-poly_3x_coco_20210524_201154-21b550bb.pth does not exist"):
         assert place in printed, place
