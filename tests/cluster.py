@@ -68,7 +68,7 @@ SlurmUser={user}
 SlurmdUser={user}
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={root}/munge.socket
+AuthInfo=socket={root}/munge.socket,cred_expire=10
 SlurmctldPort={ctld_port}
 SlurmdPort={d_port}
 StateSaveLocation={root}/state

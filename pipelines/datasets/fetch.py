@@ -190,9 +190,13 @@ def main(args=None) -> None:
             sys.exit(f"fetch {name}: {error}")
     if not args.keep_archives:
         shutil.rmtree(args.out / ".downloads", ignore_errors=True)
-    if not args.no_track:
-        written = track.track(fetched)
-        print(f"tracked by DVC: {', '.join(map(str, written))}; commit them with git")
+    if args.no_track:
+        return
+    if not args.out.resolve().is_relative_to(Path.cwd().resolve()):
+        print(f"{args.out} is outside this repository: not put under DVC (docs/datasets.md)")
+        return
+    written = track.track(fetched)
+    print(f"tracked by DVC: {', '.join(map(str, written))}; commit them with git")
 
 
 if __name__ == "__main__":
