@@ -58,6 +58,11 @@ def _expected(archive: dict) -> tuple[str, str | None]:
     return "sha256", None
 
 
+def matches(actual: str, algorithm: str, pinned: str) -> bool:
+    """Whether digest `actual` is the pinned one; a sha256 may be pinned by its first 8 or more digits."""
+    return actual == pinned or (algorithm == "sha256" and len(pinned) >= 8 and actual.startswith(pinned))
+
+
 def download(url: str, target: Path, timeout: float = 60) -> None:
     """Downloads `url` to `target`, resuming a `<target>.part` left by an interrupted run."""
     part = target.with_name(target.name + ".part")
@@ -105,7 +110,7 @@ def fetch_archive(archive: dict, downloads: Path) -> tuple[Path, str]:
     if expected is None:
         print(f"WARNING: params.yaml pins no checksum for {archive['url']}; what arrived has sha256 {actual}. "
               f"Add `sha256: {actual}` to its entry to check every later download against it.", file=sys.stderr)
-    elif not (actual == expected or (algorithm == "sha256" and len(expected) >= 8 and actual.startswith(expected))):
+    elif not matches(actual, algorithm, expected):
         target.unlink()
         raise FetchError(f"{target.name} from {archive['url']}: {algorithm} is {actual}, params.yaml expects "
                          f"{expected}; the file was deleted, run again to download it anew")
@@ -141,12 +146,13 @@ def _stripped(name: str, strip: int) -> str:
 def fetch_dataset(name: str, archives: list, out: Path) -> Path:
     """Downloads, checks and unpacks every archive of dataset folder `name` into `<out>/<name>`."""
     dest = out / name
-    pins = [_expected(a)[1] for a in archives]
+    pins = [_expected(a) for a in archives]
     marker = dest / MARKER
     if marker.is_file():
         recorded = json.loads(marker.read_text())
         if recorded["urls"] == [a["url"] for a in archives] and \
-                all(pin is None or got.startswith(pin) for pin, got in zip(pins, recorded["archives"])):
+                all(pin is None or matches(got, algorithm, pin)
+                    for (algorithm, pin), got in zip(pins, recorded["archives"])):
             print(f"{dest}: already fetched")
             return dest
     files, sums = zip(*[fetch_archive(archive, out / ".downloads") for archive in archives])
@@ -195,8 +201,7 @@ def main(args=None) -> None:
     if not args.out.resolve().is_relative_to(Path.cwd().resolve()):
         print(f"{args.out} is outside this repository: not put under DVC (docs/datasets.md)")
         return
-    written = track.track(fetched)
-    print(f"tracked by DVC: {', '.join(map(str, written))}; commit them with git")
+    track.report(track.track(fetched))
 
 
 if __name__ == "__main__":

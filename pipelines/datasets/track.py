@@ -38,6 +38,12 @@ def track(paths: list[Path]) -> list[Path]:
     return [p.with_name(p.name + ".dvc") for p in paths]
 
 
+def report(written: list[Path]) -> None:
+    print("tracked by DVC: " + ", ".join(map(str, written)))
+    print(f"commit them: git add {' '.join(map(str, written))} && git commit -m 'raw data'; "
+          f"`dvc push` sends the data to the remote for other machines")
+
+
 def main(args=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="*", help="folders of --root to track; default every one")
@@ -47,9 +53,7 @@ def main(args=None) -> None:
         sys.exit(f"track: {args.root} does not exist: put the datasets there first (README, 'Your data')")
     written = track(folders(args.root, args.names))
     if written:
-        print("tracked by DVC: " + ", ".join(map(str, written)))
-        print(f"commit them: git add {' '.join(map(str, written))} && git commit -m 'raw data'; "
-              f"`dvc push` sends the data to the remote for other machines")
+        report(written)
     else:
         print(f"track: nothing to track in {args.root}")
 
