@@ -12,7 +12,11 @@
     metrics/<cell>/predictions.jpg               evaluate  test images, ground truth beside predictions
     metrics/<cell>/errors.jpg                    evaluate  the test images with the most missed or false mask area
 
-with <cell> = <template>-<dataset>-seed<seed> and <runtime> = pytorch or ir_<precision>. dvc.yaml spells these
+with <cell> = <template>-<dataset>-seed<seed> and <runtime> = pytorch or ir_<precision>. Beside the cells:
+
+    metrics/speed.json                           speed     every selected template's IRs at deploy.precision,
+                                                           timed side by side per dataset (pipelines.speed)
+ dvc.yaml spells these
 paths with DVC's variables; tests/test_dvc_yaml.py checks each of them against this module. Stages, the
 report and the tests take every name from here.
 """
@@ -36,6 +40,7 @@ VAL_SEGM_CURVE = f"{LIVE_FOLDER}/plots/metrics/val/segm_map.tsv"
 PER_CLASS_FILE = "per_class.json"
 PICTURE_FILE = "predictions.jpg"
 ERRORS_PICTURE_FILE = "errors.jpg"
+SPEED_FILE = "speed.json"  # in METRICS, beside the cells' folders
 
 
 def runtime(precision: str | None = None) -> str:

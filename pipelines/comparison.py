@@ -34,12 +34,6 @@ from scipy.special import digamma, polygamma
 
 from pipelines.confidence import interval, win_share
 
-# Latencies within this share of each other count as the same speed: on this shared machine the same two IRs
-# measured from 1% to 16% apart from one run to the next, and another CPU reorders close ones.
-SAME_SPEED = 0.25
-# GFLOPs within this share of each other count as the same compute (the class count alone moves them by ~1%).
-SAME_COMPUTE = 0.05
-
 
 @dataclass(frozen=True)
 class Cell:
@@ -209,10 +203,10 @@ class Comparison:
         table[["low", "high"]] = [self.interval(t, "average") for t in table.index]
         return table.sort_values(["mean rank", "average"], ascending=[True, False])
 
-    def group_of_best(self, dataset: str) -> tuple[str | None, list]:
+    def group_of_best(self, dataset: str, among: list | None = None) -> tuple[str | None, list]:
         """The template with the best point on `dataset` (or "average") and those whose paired difference from
-        it has an interval reaching 0 (not distinguishable), best first."""
-        values = pd.Series({t: self.point(t, dataset) for t in self.templates}).dropna()
+        it has an interval reaching 0 (not distinguishable), best first; `among`: only these templates."""
+        values = pd.Series({t: self.point(t, dataset) for t in among or self.templates}).dropna()
         if values.empty:
             return None, []
         best = values.idxmax()
@@ -220,22 +214,3 @@ class Comparison:
                 if t != best and not self.difference(best, t, dataset)["low"] > 0]
         return best, tied
 
-
-def quick(group: list, latency: pd.Series) -> list:
-    """The templates of `group` within SAME_SPEED of the fastest (a gap that small is the machine's timing
-    noise), in `group`'s order; all of them where none was timed."""
-    timed = latency.reindex(group).dropna()
-    if timed.empty:
-        return list(group)
-    return [t for t in group if t in timed and timed[t] <= timed.min() * (1 + SAME_SPEED)]
-
-
-def choose(best: str, tied: list, latency: pd.Series, gflops: pd.Series, order: list) -> str:
-    """Among templates that the data cannot tell apart (`best` and `tied`), the fastest; among those equally fast
-    (within SAME_SPEED), the one with the fewest GFLOPs unless within SAME_COMPUTE, then the first in `order`
-    (run.templates). Neither the accuracy points nor a gap within the noise decide, so the choice is the same on
-    another machine."""
-    candidates = quick([best] + tied, latency)
-    costs = gflops.reindex(candidates).fillna(np.inf)
-    cheap = [t for t in candidates if costs[t] <= costs.min() * (1 + SAME_COMPUTE)]
-    return min(cheap, key=lambda t: order.index(t) if t in order else len(order))

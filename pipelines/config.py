@@ -87,6 +87,7 @@ class Params:
     export: dict                   # precisions: IRs to write and validate; calibration_images: for INT8
     speed: dict                    # warmup, repeats (latency), throughput_seconds
     confidence: dict               # resamples, seed: the bootstrap over test images (pipelines/confidence.py)
+    deploy: dict                   # precision, latency_budget_ms, timing: where the recommendation is for
 
 
 # Params fields whose params.yaml key differs from their name (what dvc.yaml's `params` lists).
@@ -131,6 +132,16 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     if unknown or "fp32" not in precisions:
         raise ValueError(f"{path}: export.precisions is {precisions}: it must list fp32 (the other IRs are derived "
                          f"from it) and nothing but {list(PRECISIONS)}")
+    deploy = {"latency_budget_ms": None, **raw["deploy"]}
+    if deploy["precision"] not in precisions:
+        raise ValueError(f"{path}: deploy.precision is {deploy['precision']!r}: it must be one of export.precisions "
+                         f"{precisions}, the IRs that are exported and validated")
+    budget = deploy.get("latency_budget_ms")
+    if budget is not None and not (isinstance(budget, (int, float)) and budget > 0):
+        raise ValueError(f"{path}: deploy.latency_budget_ms is {budget!r}: a positive number of milliseconds, or null")
+    if not (isinstance(deploy["timing"]["rounds"], int) and deploy["timing"]["rounds"] >= 6):
+        raise ValueError(f"{path}: deploy.timing.rounds is {deploy['timing']['rounds']!r}: at least 6, the fewest "
+                         "rounds that give a speed ratio a 95% interval")
     return Params(
         data_dir=raw["data_dir"],
         datasets={k: _build(DatasetSpec, f"datasets.{k}", v, path) for k, v in raw["datasets"].items()},
@@ -141,4 +152,5 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
         export=raw["export"],
         speed=raw["speed"],
         confidence={"resamples": int(raw["confidence"]["resamples"]), "seed": int(raw["confidence"]["seed"])},
+        deploy=deploy,
     )

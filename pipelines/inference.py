@@ -166,15 +166,20 @@ def paste_mask(probabilities: np.ndarray, box: np.ndarray, height: int, width: i
     return image
 
 
+def predict_image(predictor, pixels: np.ndarray, spec: InputSpec, score_threshold: float, image_id: int = 0) -> list:
+    """One RGB image through pre-processing, `predictor` and post-processing: COCO results in its pixels. What a
+    deployment runs per image, and what side-by-side timing times."""
+    batch, scale = preprocess(pixels, spec)
+    return postprocess(predictor(batch), scale, pixels.shape[0], pixels.shape[1], image_id, score_threshold)
+
+
 def predict_split(predictor, split_json: Path, spec: InputSpec, score_threshold: float, progress=None) -> list:
     """Runs `predictor` over every image of a prepared COCO split; returns COCO results."""
     coco = json.loads(Path(split_json).read_text())
     results = []
     for image in coco["images"]:
         pixels = load_image(Path(split_json).parent / image["file_name"])
-        batch, scale = preprocess(pixels, spec)
-        outputs = predictor(batch)
-        results += postprocess(outputs, scale, pixels.shape[0], pixels.shape[1], image["id"], score_threshold)
+        results += predict_image(predictor, pixels, spec, score_threshold, image["id"])
         if progress:
             progress()
     return results

@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from pipelines.inference import InputSpec, load_image, postprocess, preprocess
+from pipelines.inference import InputSpec, load_image, predict_image
 from pipelines.ir import OpenVinoPredictor
 from pipelines.visualize import overlay
 
@@ -53,8 +53,7 @@ def main(args=None) -> None:
     files = image_files(args.images)
     for image_id, path in enumerate(files, 1):
         pixels = load_image(path)
-        batch, scale = preprocess(pixels, spec)
-        results = postprocess(predictor(batch), scale, pixels.shape[0], pixels.shape[1], image_id, threshold)
+        results = predict_image(predictor, pixels, spec, threshold, image_id)
         images.append({"id": image_id, "file_name": str(path), "height": pixels.shape[0], "width": pixels.shape[1]})
         predictions += results
         shown = [r for r in results if r["score"] >= args.show_threshold]

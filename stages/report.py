@@ -6,7 +6,8 @@ from pathlib import Path
 from pipelines import cells, errors
 from pipelines.comparison import Comparison
 from pipelines.config import load_params
-from pipelines.report import collect, document
+from pipelines.decision import decide
+from pipelines.report import collect, document, tables
 from pipelines.report.publish import publish
 
 
@@ -19,32 +20,40 @@ def parser() -> argparse.ArgumentParser:
 
 
 def inputs(metrics: Path, stats: Path, templates: list, datasets: list, seeds: list, precisions: list,
-           confidence_seed: int) -> document.Inputs:
-    """What the report is made of, read from the cells' files."""
+           confidence_seed: int, target_precision: str, budget_ms: float | None = None) -> document.Inputs:
+    """What the report is made of, read from the cells' files, and the one decision made from them."""
     selected = cells.selected(templates, datasets, seeds)
     runtimes = [cells.PYTORCH] + [cells.runtime(p) for p in precisions]
     segm, bbox = (Comparison(collect.measured(metrics, templates, datasets, seeds, cells.PYTORCH, value),
                              templates, datasets, confidence_seed) for value in ("segm_map", "bbox_map"))
     daps = {e: Comparison(collect.measured_errors(metrics, templates, datasets, seeds, e), templates, datasets,
                           confidence_seed) for e in errors.TYPES}
+    measured = {r: collect.measured(metrics, templates, datasets, seeds, r, "segm_map") for r in runtimes}
+    runtime = cells.runtime(target_precision)
+    target = Comparison(measured[runtime], templates, datasets, confidence_seed)
+    long = collect.long_table(metrics, selected, runtimes)
+    gflops = tables.complexity(long).set_index("template")["gflops"]
+    made = decide(target, segm, runtime, collect.side_by_side(metrics), gflops, templates, budget_ms)
     return document.Inputs(
-        long=collect.long_table(metrics, selected, runtimes), segm=segm, bbox=bbox,
-        ir_measured={r: collect.measured(metrics, templates, datasets, seeds, r, "segm_map") for r in runtimes},
+        long=long, segm=segm, bbox=bbox, ir_measured=measured,
         errors=collect.errors(metrics, selected, runtimes), daps=daps,
         deploy_errors=collect.deploy_errors(metrics, selected),
         classes=collect.per_class(metrics, selected), curves=collect.epochs(metrics, selected),
         stats=collect.stats(stats, datasets), recipes=collect.recipes(metrics, selected), selected=selected,
-        metrics_dir=metrics)
+        metrics_dir=metrics, target=target, decision=made)
 
 
 def main(args=None) -> None:
     args = parser().parse_args(args)
     params = load_params()
     found = inputs(args.metrics, args.stats, params.run_templates, list(params.datasets), params.run_seeds,
-                   params.export["precisions"], params.confidence["seed"])
+                   params.export["precisions"], params.confidence["seed"], params.deploy["precision"],
+                   params.deploy["latency_budget_ms"])
     publish(args.out, *document.build(found))
     pytorch = found.long[found.long["runtime"] == cells.PYTORCH]
     print(pytorch[["template", "dataset", "seed", "segm_map"]].to_string(index=False))
+    choice = found.decision.overall
+    print(f"recommended: {choice.template} (decided by {choice.decided_by}, at {found.decision.runtime})")
     print(f"report written to {args.out / 'benchmark.md'}")
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from pipelines import comparison
-from pipelines.comparison import Cell, Comparison, choose
+from pipelines.comparison import Cell, Comparison
 
 DATASETS = ["pets", "wgisd_1", "cityscapes", "wgisd_5", "pets_half"]
 
@@ -96,15 +96,3 @@ def test_resampling_two_seeds_with_replacement_would_undercover():
         covered.append(low <= truth[0, d] - truth[1, d] <= high)
     assert np.mean(covered) < 0.85
 
-
-def test_the_choice_prefers_the_fastest_but_not_by_noise():
-    """Among templates the data cannot tell apart: the fastest by more than 25%; within 25% (timing noise), the
-    fewest GFLOPs, then the first listed: never the accuracy points or a gap within the noise, which another
-    machine would reorder."""
-    latency, order = pd.Series({"best": 30.0, "close": 28.0, "fast": 15.0}), ["close", "best", "fast"]
-    gflops = pd.Series({"best": 5.0, "close": 5.0, "fast": 9.0})
-    assert choose("best", ["close"], latency, gflops, order) == "close"  # 7% apart: same speed, same GFLOPs: first
-    assert choose("best", ["close"], latency, gflops * [1, 1.04, 1], order) == "close"  # 4% more GFLOPs: the same
-    assert choose("best", ["close"], latency, gflops * [1, 1.5, 1], order) == "best"    # same speed: less compute
-    assert choose("best", ["close", "fast"], latency, gflops, order) == "fast"
-    assert choose("best", [], latency, gflops, order) == "best"

@@ -11,6 +11,7 @@ import yaml
 from pipelines import cells as cell_files
 from pipelines.cells import Cell
 from pipelines.comparison import Cell as Measured
+from pipelines.speed import SideBySide
 
 KEYS = ["template", "dataset", "seed", "runtime"]
 
@@ -135,3 +136,9 @@ def recipes(metrics_dir: Path, selected: list) -> dict:
 def stats(stats_dir: Path, datasets: list) -> dict:
     """dataset -> the statistics `prepare` wrote, for the datasets prepared so far."""
     return {d: _read(Path(stats_dir) / f"{d}.json") for d in datasets if (Path(stats_dir) / f"{d}.json").is_file()}
+
+
+def side_by_side(metrics_dir: Path) -> SideBySide | None:
+    """The speed stage's side-by-side timing, None where it has not run."""
+    found = _read(Path(metrics_dir) / cell_files.SPEED_FILE)
+    return SideBySide(found) if found else None

@@ -10,7 +10,8 @@ import pandas as pd
 import yaml
 
 from pipelines.cells import ERRORS_PICTURE_FILE, PICTURE_FILE
-from pipelines.comparison import Comparison, choose
+from pipelines.comparison import Comparison
+from pipelines.decision import Decision
 from pipelines.report import plots, tables, text, verdicts
 
 TEMPLATE = Path(__file__).with_name("template.md")
@@ -32,13 +33,8 @@ class Inputs:
     recipes: dict                  # per template, from train
     selected: list                 # the cells (pipelines.cells.Cell)
     metrics_dir: Path
-
-
-def speeds(inputs: Inputs) -> tuple:
-    """Per template: the latency the tradeoff table shows, and GFLOPs; per template x dataset: latency."""
-    tradeoff = tables.tradeoff(inputs.long, inputs.segm).set_index("template")
-    return (tradeoff["latency_ms"], tables.latency(inputs.long),
-            tables.complexity(inputs.long).set_index("template")["gflops"])
+    target: Comparison             # test segm mAP at the deployment target (the IR at deploy.precision)
+    decision: Decision             # the one recommendation every section prints (pipelines.decision)
 
 
 def results_sections(inputs: Inputs, epochs: pd.DataFrame) -> dict:
@@ -47,7 +43,7 @@ def results_sections(inputs: Inputs, epochs: pd.DataFrame) -> dict:
     complexity = tables.complexity(long)
     seeds = sorted(long["seed"].unique())
     return {
-        "recommendation": "\n".join(verdicts.recommendation(segm, *speeds(inputs))),
+        "recommendation": "\n\n".join(verdicts.recommendation(inputs.decision, inputs.target)),
         "seeds": f"mean ± std over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}",
         "segm_table": text.markdown(text.score_table(tables.scores(long, segm), complexity, segm.datasets, "segm")),
         "bbox_table": text.markdown(text.score_table(tables.scores(long, inputs.bbox, "bbox_map"), complexity,
@@ -70,7 +66,18 @@ def runtime_sections(inputs: Inputs, tradeoff: pd.DataFrame) -> dict:
             "on CPUs with AMX or AVX512-BF16.")
     if tables.bf16_ran_in_f32(long):
         note += " This CPU has no bfloat16 arithmetic, so BF16 ran in f32 here."
+    decision = inputs.decision
+    if decision.speeds is None:
+        together = "The `speed` stage has not timed the templates side by side yet."
+    else:
+        together = text.markdown(text.side_by_side_table(
+            tables.side_by_side(decision.speeds, inputs.segm.templates, decision.template), decision.template))
     return {
+        "target": label(decision.runtime),
+        "side_by_side_table": together,
+        "ranking_changes": text.markdown(text.ranking_table(decision.ranking_changes, label(decision.runtime)))
+        if len(decision.ranking_changes) else
+        f"None: on every dataset and on average, {label(decision.runtime)} orders the templates as PyTorch does.",
         "tradeoff_table": text.markdown(text.tradeoff_table(tradeoff), floatfmt=".2f"),
         "ir_table": text.markdown(text.ir_table(tables.ir_against_pytorch(long, inputs.ir_measured), label)),
         "speed_note": note,
@@ -145,39 +152,42 @@ def _number(value):
     return None if pd.isna(value) else round(float(value), 3)
 
 
-def summary(compared: Comparison, latency: pd.Series, gflops: pd.Series) -> dict:
+def summary(compared: Comparison, target: Comparison, decision: Decision) -> dict:
     """What `dvc exp show` lists. `recommended`: keys that mean the same in every experiment, whichever templates
-    it ran (the template to fine-tune, its average segm mAP and interval, whether training noise was measured);
-    then per template, the average and per-dataset test segm mAP with the bounds of their 95% intervals."""
-    best, tied = compared.group_of_best("average")
-    choice = choose(best, tied, latency, gflops, compared.templates) if best else None
-    found = {"recommended": {"template": choice, "segm_map_average": None, "segm_map_average_low": None,
-                             "segm_map_average_high": None, "training_noise_measured": compared.training_measured}}
+    it ran (the template to fine-tune, the criterion that decided, the deployment runtime, its average segm mAP
+    there and interval, whether training noise was measured and whether speed was borderline); then per template,
+    the PyTorch models' average and per-dataset test segm mAP with the bounds of their 95% intervals."""
+    choice = decision.overall
+    found = {"recommended": {"template": choice.template, "decided_by": choice.decided_by,
+                             "runtime": decision.runtime, "segm_map_average": None, "segm_map_average_low": None,
+                             "segm_map_average_high": None, "training_noise_measured": compared.training_measured,
+                             "speed_borderline": bool(choice.borderline)}}
     for template in compared.templates:
         found[template] = {}
         for column in ["average"] + compared.datasets:
             low, high = compared.interval(template, column)
             found[template].update({f"segm_map_{column}": _number(compared.point(template, column)),
                                     f"segm_map_{column}_low": _number(low), f"segm_map_{column}_high": _number(high)})
-    if choice:
-        found["recommended"].update({k: v for k, v in found[choice].items() if k.startswith("segm_map_average")})
+    if choice.template:
+        low, high = target.interval(choice.template, "average")
+        found["recommended"].update({"segm_map_average": _number(target.point(choice.template, "average")),
+                                     "segm_map_average_low": _number(low), "segm_map_average_high": _number(high)})
     return found
 
 
 def build(inputs: Inputs) -> tuple[dict, dict, dict]:
     """(texts, drawings, folders) for pipelines.report.publish."""
     epochs = tables.epoch_averages(inputs.curves, inputs.segm.datasets)
-    tradeoff = tables.tradeoff(inputs.long, inputs.segm)
+    tradeoff = tables.tradeoff(inputs.long, inputs.target, inputs.decision.speeds)
     scores = tables.scores(inputs.long, inputs.segm)
     predictions, picture_files = pictures(inputs)
-    recommended = summary(inputs.segm, *speeds(inputs)[::2])["recommended"]["template"]
-    errors_values, error_files = why_sections(inputs, recommended)
+    errors_values, error_files = why_sections(inputs, inputs.decision.template)
     values = {**results_sections(inputs, epochs), **runtime_sections(inputs, tradeoff), **data_sections(inputs),
               **errors_values, "predictions": predictions}
     markdown = string.Template(TEMPLATE.read_text()).substitute(values)
     data = plots.plot_data(tradeoff, scores, epochs)
     texts = {"benchmark.md": markdown, "benchmark.csv": inputs.long.to_csv(index=False),
-             "summary.json": json.dumps(summary(inputs.segm, *speeds(inputs)[::2]), indent=2),
+             "summary.json": json.dumps(summary(inputs.segm, inputs.target, inputs.decision), indent=2),
              **{f"{plots.DATA_FOLDER}/{name}": json.dumps(records, indent=1) for name, records in data.items()}}
     drawings = {"segm_map.png": lambda path: plots.segm_bars(scores, path),
                 "accuracy_latency.png": lambda path: plots.tradeoff_scatter(tradeoff, path),

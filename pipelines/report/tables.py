@@ -7,6 +7,7 @@ import pandas as pd
 from pipelines.cells import PYTORCH, precision_of
 from pipelines.comparison import Comparison
 from pipelines.confidence import interval, win_share
+from pipelines.speed import SideBySide
 
 INT8_TOLERANCE = 1.5  # segm mAP points INT8 may lose against FP32 before the report flags it
 
@@ -68,9 +69,10 @@ def pareto(points: pd.DataFrame) -> pd.Series:
     return ~points.apply(beaten, axis=1) if len(points) else pd.Series(dtype=bool)
 
 
-def tradeoff(long: pd.DataFrame, compared: Comparison) -> pd.DataFrame:
-    """template, accuracy (average segm mAP), low, high, latency_ms (FP32 IR's median over datasets and seeds,
-    PyTorch's where no IR ran), measured_on, pareto."""
+def tradeoff(long: pd.DataFrame, compared: Comparison, speeds: SideBySide | None = None) -> pd.DataFrame:
+    """template, accuracy (average segm mAP of `compared`), low, high, latency_ms, measured_on, pareto. The
+    latency is the side-by-side one of the deployment target (`speeds`, the geometric mean over datasets) where
+    the speed stage ran, else the FP32 IR's median over the cells' own timings (PyTorch's where no IR ran)."""
     def median(runtime):
         return runtime_rows(long, runtime).groupby("template", sort=False)["latency_ms"].median()
     ir, torch = median("ir_fp32"), median(PYTORCH)
@@ -78,11 +80,29 @@ def tradeoff(long: pd.DataFrame, compared: Comparison) -> pd.DataFrame:
                          index=compared.templates)
     table[["low", "high"]] = [compared.interval(t, "average") for t in compared.templates]
     table["latency_ms"] = ir.reindex(table.index).fillna(torch.reindex(table.index))
-    table["measured_on"] = np.where(ir.reindex(table.index).notna(), "OpenVINO FP32", "PyTorch")
+    table["measured_on"] = np.where(ir.reindex(table.index).notna(), "OpenVINO FP32, each cell alone", "PyTorch")
+    if speeds is not None:
+        together = pd.Series({t: speeds.latency(t, "average")[0] for t in compared.templates}).dropna()
+        table.loc[together.index, "latency_ms"] = together
+        table.loc[together.index, "measured_on"] = f"{precision_label(speeds.runtime)}, side by side"
     known = table.dropna(subset=["accuracy", "latency_ms"])
     front = pareto(known[["latency_ms", "accuracy"]])
     table["pareto"] = [bool(front.get(t, False)) for t in table.index]
     return table.rename_axis("template").reset_index()
+
+
+def side_by_side(speeds: SideBySide, templates: list, reference: str | None) -> pd.DataFrame:
+    """template, column (each dataset, then the average), latency (ms per image with pre- and post-processing,
+    median over rounds), low, high, and its time over `reference`'s (ratio, ratio_low, ratio_high)."""
+    rows = []
+    for column in list(speeds.datasets) + ["average"]:
+        for template in templates:
+            latency = speeds.latency(template, column)
+            found = speeds.ratio(reference, template, column) if reference else None
+            rows.append({"template": template, "column": column, "latency": latency[0], "low": latency[1],
+                         "high": latency[2], "ratio": found.point if found else np.nan,
+                         "ratio_low": found.low if found else np.nan, "ratio_high": found.high if found else np.nan})
+    return pd.DataFrame(rows)
 
 
 def ir_against_pytorch(long: pd.DataFrame, measured: dict) -> pd.DataFrame:

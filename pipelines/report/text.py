@@ -107,3 +107,26 @@ def runtime_table(rows: pd.DataFrame, label) -> pd.DataFrame:
 
 def noise_table(noise: pd.DataFrame) -> pd.DataFrame:
     return noise.rename(columns={"between-seed std": "between-seed std of one training (points)"})
+
+
+def side_by_side_table(rows: pd.DataFrame, reference: str | None) -> pd.DataFrame:
+    """template, then per dataset and on average: 'ms [low, high]' and the time over the reference's."""
+    def cell(r):
+        text = f"{r.latency:.1f} [{r.low:.1f}, {r.high:.1f}]" if not pd.isna(r.low) else number(r.latency)
+        if reference and r.template != reference and not pd.isna(r.ratio):
+            text += f", {r.ratio:.2f}x [{r.ratio_low:.2f}, {r.ratio_high:.2f}]"
+        return text
+    shown = rows.assign(text=[cell(r) for r in rows.itertuples()])
+    table = shown.pivot(index="template", columns="column", values="text")
+    return table.reindex(index=list(dict.fromkeys(rows["template"])),
+                         columns=list(dict.fromkeys(rows["column"]))).reset_index()
+
+
+def ranking_table(changes: pd.DataFrame, label: str) -> pd.DataFrame:
+    """Pairs whose order at the target differs from PyTorch's, both differences with their intervals."""
+    return pd.DataFrame({"dataset": changes["dataset"], "A (better in PyTorch)": changes["A"], "B": changes["B"],
+                         "A - B, PyTorch [95%]": [with_interval(r.pytorch, r.pytorch_low, r.pytorch_high, signed=True)
+                                                  for r in changes.itertuples()],
+                         f"A - B, {label} [95%]": [with_interval(r.target, r.target_low, r.target_high, signed=True)
+                                                   for r in changes.itertuples()],
+                         "reversed beyond both noises": yes_no(changes["distinguishable"])})

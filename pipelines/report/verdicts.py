@@ -6,26 +6,47 @@ The phrases are here, filled from the numbers; the report's fixed prose is in te
 import numpy as np
 import pandas as pd
 
-from pipelines.comparison import SAME_COMPUTE, SAME_SPEED, Comparison, choose, quick
+from pipelines.comparison import Comparison
+from pipelines.decision import SAME_COMPUTE, SPEED_MARGIN, Choice, Decision
+from pipelines.report.tables import precision_label
 
 UNMEASURED = ("Training noise was not measured (one seed per cell): the intervals hold the test images' noise only, "
               "so a difference called distinguishable here may be one training run's luck. Run two seeds or more "
               "(`-S 'run.seeds=[0,1]'`) to measure it.")
+TARGET = ("For deployment as **{label}** on this machine (`deploy.precision`): each template's accuracy is its IR's "
+          "as `validate` scored it, its speed as the `speed` stage timed every template side by side.")
 ONLY_ONE = "Only {best} ran: select more templates in `run.templates` to compare."
-CLEAR = ("**Fine-tune {best}**: it has the best average {metric}, and every other template is below it beyond the 95% "
-         "interval of the paired difference ({noises}).")
+CLEAR = ("**Fine-tune `{choice}`**: {best} has the best average {metric}, and every other template is below it beyond "
+         "the 95% interval of the paired difference ({noises}).")
 TIED = ("{best} has the best average {metric}, but {noises_subject} tell it apart from {others} (best minus each, "
-        "95% interval reaching 0: {gaps}). **Fine-tune `{choice}`**, {why}.")
-WHY_FASTEST = (f"the fastest of them by more than {SAME_SPEED:.0%}; take `{{best}}` only if its lead, which may be "
-               "noise, is worth the extra latency")
-WHY_SAME_SPEED = (f"though any of them would do: they also run at the same speed (latencies within {SAME_SPEED:.0%}, "
-                  "this machine's timing noise), and it needs the least compute")
-WHY_FIRST = (f"though any of them would do: they also run at the same speed (latencies within {SAME_SPEED:.0%}, this "
-             f"machine's timing noise) on the same compute (GFLOPs within {SAME_COMPUTE:.0%}), and it comes first in "
-             "`run.templates`")
-WHY_BEST = "the fastest of them and also the most accurate"
-PER_DATASET = "Per dataset (best, then those indistinguishable from it, then the choice among them):"
-DATASET_LINE = "- {dataset}: best {best}; indistinguishable: {group}; choose `{choice}`."
+        "95% interval reaching 0: {gaps}). **Fine-tune `{choice}`**: {why}.")
+WHY = {
+    "speed": "timed side by side, it is the fastest of them beyond the timing noise",
+    "compute": (f"{{rest}}run at the same speed side by side (no time ratio clears {SPEED_MARGIN:.0%} with its whole "
+                f"interval), and it needs the least compute (GFLOPs: {{gflops}}; within {SAME_COMPUTE:.0%} counts as "
+                "the same)"),
+    "order": (f"any of them would do: {{rest}}run at the same speed side by side (no time ratio clears "
+              f"{SPEED_MARGIN:.0%} with its whole interval) on the same compute (GFLOPs within {SAME_COMPUTE:.0%}), and "
+              "it comes first in `run.templates`"),
+}
+BUDGET = "**Fine-tune `{choice}`**: it is the only template within the latency budget."
+DECIDED = "Decided by: **{criterion}**."
+SLOWER = "Set aside as slower, side by side: {pairs} (beyond the {margin:.0%} margin with the whole 95% interval)."
+BORDERLINE = ("Speed was borderline: {pairs}: the interval straddles the {margin:.0%} margin, so speed decided "
+              "nothing here and another measurement might.")
+OVER_BUDGET = "Over the latency budget of {budget:g} ms on this machine (side by side): {templates}."
+ALL_OVER = ("Every template is over the latency budget of {budget:g} ms on this machine: the choice ignores the "
+            "budget ({templates}).")
+NO_SPEED = ("Speed was not measured side by side at this precision (the `speed` stage has not run): it decided "
+            "nothing.")
+BUSY = ("The machine was busy while the speed stage timed: other processes used {shares} of its CPU. Every template "
+        "was timed in the same rounds, so the ratios hold; the absolute latencies are slower than an idle machine's.")
+BF16_IN_F32 = ("This CPU has no bfloat16 arithmetic (AMX or AVX512-BF16): the BF16 target ran in f32 here, so its "
+               "speed and accuracy are FP32's; on a CPU with bfloat16 both may differ.")
+PYTORCH_DIFFERS = ("Judged by the PyTorch models instead, the choice would be `{choice}`: see \"Where the target ranks "
+                   "differently\".")
+PER_DATASET = "Per dataset (best, then those indistinguishable from it, then the choice among them and what decided it):"
+DATASET_LINE = "- {dataset}: best {best}; indistinguishable: {group}; choose `{choice}` ({criterion})."
 
 
 def _describe(compared: Comparison, template: str, dataset: str) -> str:
@@ -40,49 +61,82 @@ def _gap(compared: Comparison, best: str, template: str) -> str:
     return f"`{template}` {found['difference']:+.1f} {bounds}"
 
 
-def _why(choice: str, best: str, tied: list, latency: pd.Series, gflops: pd.Series) -> str:
-    equals = quick([best] + tied, latency)
-    if len(equals) > 1:
-        costs = gflops.reindex(equals)
-        return WHY_FIRST if (costs <= costs.min() * (1 + SAME_COMPUTE)).sum() > 1 else WHY_SAME_SPEED
-    return WHY_BEST if choice == best else WHY_FASTEST.format(best=best)
+def _ratios(pairs: dict) -> str:
+    return ", ".join(f"`{t}` takes {r.point:.2f}x [{r.low:.2f}, {r.high:.2f}] the time of `{other}`"
+                     for t, (other, r) in pairs.items())
 
 
-def overall(compared: Comparison, latency: pd.Series, gflops: pd.Series, metric: str) -> str:
-    """The first sentence: which template to fine-tune, and how sure. `latency`, `gflops`: per template."""
-    best, tied = compared.group_of_best("average")
+def _why(choice: Choice) -> str:
+    rest = "the others " if choice.slower else "they "
+    gflops = ", ".join(f"`{t}` {g:.2f}" for t, g in choice.gflops.items())
+    return WHY[choice.decided_by].format(rest=rest, gflops=gflops)
+
+
+def overall(compared: Comparison, choice: Choice, metric: str) -> str:
+    """The sentence that says which template to fine-tune, and why."""
     measured = compared.training_measured
     noises = "test images and training seeds" if measured else "test images only: training noise not measured"
-    if len(compared.templates) == 1:
-        return ONLY_ONE.format(best=_describe(compared, best, "average"))
-    if not tied:
-        return CLEAR.format(best=_describe(compared, best, "average"), metric=metric, noises=noises)
-    choice = choose(best, tied, latency, gflops, compared.templates)
-    return TIED.format(best=_describe(compared, best, "average"), metric=metric,
+    if choice.decided_by == "only one ran":
+        return ONLY_ONE.format(best=_describe(compared, choice.template, "average"))
+    if choice.decided_by == "budget":
+        return BUDGET.format(choice=choice.template)
+    if choice.decided_by == "accuracy":
+        return CLEAR.format(choice=choice.template, best=_describe(compared, choice.best, "average"), metric=metric,
+                            noises=noises)
+    return TIED.format(best=_describe(compared, choice.best, "average"), metric=metric,
                        noises_subject="neither the test images nor the training seeds can" if measured
                        else "the test images (training noise not measured) cannot",
-                       others=", ".join(f"`{t}`" for t in tied), gaps=", ".join(_gap(compared, best, t) for t in tied),
-                       choice=choice, why=_why(choice, best, tied, latency, gflops))
+                       others=", ".join(f"`{t}`" for t in choice.tied),
+                       gaps=", ".join(_gap(compared, choice.best, t) for t in choice.tied),
+                       choice=choice.template, why=_why(choice))
 
 
-def recommendation(compared: Comparison, latency: pd.Series, per_dataset: pd.DataFrame, gflops: pd.Series,
-                   metric: str = "segm mAP") -> list:
-    """The overall choice, then one line per dataset. `latency`: per template, the one the tradeoff table shows
-    (ms); `per_dataset`: template x dataset (ms); `gflops`: per template."""
-    if compared.group_of_best("average")[0] is None:
+def _latencies(found: dict) -> str:
+    return ", ".join(f"`{t}` {m:.1f} ms [{lo:.1f}, {hi:.1f}]" for t, (m, lo, hi) in found.items())
+
+
+def speed_notes(decision: Decision, choice: Choice) -> list:
+    """What the speed criteria found: set aside, borderline, over budget, not measured, a busy machine."""
+    lines = []
+    if decision.speeds is None:
+        lines.append(NO_SPEED)
+    if choice.slower:
+        lines.append(SLOWER.format(pairs=_ratios(choice.slower), margin=SPEED_MARGIN))
+    if choice.borderline:
+        lines.append(BORDERLINE.format(pairs=_ratios(choice.borderline), margin=SPEED_MARGIN))
+    if choice.over_budget:
+        within = set(choice.tied) | {choice.best}
+        text = ALL_OVER if set(choice.over_budget) & within else OVER_BUDGET
+        lines.append(text.format(budget=decision.budget_ms, templates=_latencies(choice.over_budget)))
+    if decision.speeds is not None and decision.runtime == "ir_bf16" and "f32" in decision.speeds.computed_in():
+        lines.append(BF16_IN_F32)
+    busy = decision.speeds.busy() if decision.speeds is not None else {}
+    if busy:
+        lines.append(BUSY.format(shares=", ".join(f"{share:.0%} on {d}" for d, share in busy.items())))
+    return lines
+
+
+def recommendation(decision: Decision, compared: Comparison, metric: str = "segm mAP") -> list:
+    """Paragraphs: the overall choice with what decided it, then the per-dataset list. `compared`: the target
+    runtime's comparison."""
+    choice = decision.overall
+    if choice.template is None:
         return ["No template has a complete set of results yet: nothing to recommend."]
     lines = [] if compared.training_measured else [UNMEASURED]
-    lines += [overall(compared, latency, gflops, metric), PER_DATASET]
-    for dataset in compared.datasets:
-        best, tied = compared.group_of_best(dataset)
-        if best is None:
-            lines.append(f"- {dataset}: not run.")
+    lines += [TARGET.format(label=precision_label(decision.runtime))]
+    lines += [overall(compared, choice, metric), DECIDED.format(criterion=choice.decided_by)]
+    lines += speed_notes(decision, choice)
+    if decision.pytorch_choice not in (None, choice.template):
+        lines.append(PYTORCH_DIFFERS.format(choice=decision.pytorch_choice))
+    per_dataset = [PER_DATASET]
+    for dataset, found in decision.per_dataset.items():
+        if found.template is None:
+            per_dataset.append(f"- {dataset}: not run.")
             continue
-        lines.append(DATASET_LINE.format(dataset=dataset, best=_describe(compared, best, dataset),
-                                         group=", ".join(f"`{t}`" for t in tied) if tied else "none",
-                                         choice=choose(best, tied, per_dataset[dataset], gflops,
-                                                       compared.templates)))
-    return lines
+        per_dataset.append(DATASET_LINE.format(dataset=dataset, best=_describe(compared, found.best, dataset),
+                                               group=", ".join(f"`{t}`" for t in found.tied) if found.tied else "none",
+                                               choice=found.template, criterion=found.decided_by))
+    return lines + ["\n".join(per_dataset)]
 
 
 # What to try against each error type (TIDE's): the hint that fits it.

@@ -50,8 +50,8 @@ def metrics(tmp_path):
     return tmp_path
 
 
-def write(root, out, precisions=("fp32",), templates=TEMPLATES, seeds=SEEDS):
-    found = inputs(root / "metrics", root / "stats", templates, DATASETS, seeds, list(precisions), 0)
+def write(root, out, precisions=("fp32",), templates=TEMPLATES, seeds=SEEDS, target="fp32", budget=None):
+    found = inputs(root / "metrics", root / "stats", templates, DATASETS, seeds, list(precisions), 0, target, budget)
     publish(out, *document.build(found))
     return found
 
@@ -95,12 +95,14 @@ def test_recommendation_agrees_with_the_tables_and_summary(metrics, tmp_path):
     write(metrics, tmp_path / "reports")
     markdown = (tmp_path / "reports" / "benchmark.md").read_text()
     advice = markdown.split("## Recommendation\n", 1)[1].split("\n## ", 1)[0]
-    assert "**Fine-tune `slow` (56.0 [" in advice and "test images and training seeds" in advice
+    assert "**Fine-tune `slow`**: `slow` (56.0 [" in advice and "test images and training seeds" in advice
+    assert "Decided by: **accuracy**." in advice and "For deployment as **IR FP32**" in advice
     average = table_row(markdown, "How sure", "average")
     assert average[1:3] == ["slow", "fast"] and average[3].startswith("+12.5 [") and average[5] == "yes"
     assert 0.95 < float(average[4]) < 1  # the seeds' spread (up to 10 points) makes it less than sure
     summary = json.loads((tmp_path / "reports" / "summary.json").read_text())["recommended"]
     assert summary["template"] == "slow" and summary["segm_map_average"] == 56.0 and summary["training_noise_measured"]
+    assert summary["decided_by"] == "accuracy" and summary["runtime"] == "ir_fp32" and not summary["speed_borderline"]
 
 
 def test_one_seed_says_training_noise_was_not_measured(metrics, tmp_path):
@@ -204,3 +206,57 @@ def test_only_selected_precisions_and_cells_reach_the_report(metrics, tmp_path):
     assert sorted(p.name for p in (out / "predictions").iterdir()) == ["fast-pets-seed0.jpg", "fast-wgisd_1-seed0.jpg"]
     assert (out / "predictions" / "fast-pets-seed0.jpg").read_bytes() == b"fast-pets-seed0"
     assert not [p for p in out.rglob("*") if ".tmp" in p.name]  # nothing staged is left behind
+
+
+def write_speed(metrics_root, rounds: dict, runtime="ir_fp32", share=0.0):
+    write_json(metrics_root / "metrics" / cells.SPEED_FILE, {"runtime": runtime, "rounds": 10, "datasets": {
+        d: {"ms": rounds, "others_cpu_share": share, "inference_precision": ["f32"]} for d in DATASETS}})
+
+
+def test_an_int8_target_that_reverses_the_ranking_decides_and_is_flagged(metrics, tmp_path):
+    """slow leads in PyTorch by 12.5 points, but its INT8 IRs lose 20: at an INT8 target fast is recommended, and
+    the report flags the reversal with both paired intervals; summary.json says where and by what it was decided."""
+    spread = np.linspace(-2, 2, 101)
+    for (template, dataset, seed), segm in SEGM.items():
+        cell, value = Cell(template, dataset, seed), segm - (20.0 if template == "slow" else 0.5)
+        write_json(cell.results("ir_int8", metrics / "metrics"), {"segm_map": value, "latency_ms": 1.0})
+        write_json(cell.replicates("ir_int8", metrics / "metrics"), {"segm_map": list(value + spread)})
+    write_speed(metrics, {"fast": [10.0 + i % 3 for i in range(10)], "slow": [40.0 + i % 3 for i in range(10)]},
+                runtime="ir_int8", share=0.4)
+    write(metrics, tmp_path / "reports", ["fp32", "int8"], target="int8")
+    markdown = (tmp_path / "reports" / "benchmark.md").read_text()
+    advice = markdown.split("## Recommendation\n", 1)[1].split("\n## ", 1)[0]
+    assert "For deployment as **IR INT8**" in advice and "**Fine-tune `fast`**" in advice
+    assert "Judged by the PyTorch models instead, the choice would be `slow`" in advice
+    assert "other processes used 40% on pets, 40% on wgisd_1 of its CPU" in advice
+    flagged = table_row(markdown, "Where the target ranks differently", "average")
+    assert flagged[1:3] == ["slow", "fast"] and flagged[3].startswith("+12.5 [") and flagged[4].startswith("-7.0 [")
+    assert flagged[5] == "no"  # the seeds' spread (up to 10 points) keeps -7.0 within the noise
+    assert [table_row(markdown, "Where the target ranks differently", d)[1] for d in DATASETS] == ["slow", "slow"]
+    summary = json.loads((tmp_path / "reports" / "summary.json").read_text())["recommended"]
+    # At INT8 the two are indistinguishable, and fast takes 3.7 times less time side by side.
+    assert (summary["template"], summary["runtime"], summary["decided_by"]) == ("fast", "ir_int8", "speed")
+    assert summary["segm_map_average"] == 43.0
+    side = table_row(markdown, "Speed", "slow")
+    assert side[-1] == "41.0 [40.0, 42.0], 3.73x [3.50, 4.00]"  # medians 41 and 11 ms; round by round 40/10 ... 42/12
+
+
+def test_side_by_side_speed_decides_between_indistinguishable_templates(metrics, tmp_path):
+    """Two templates with the same results: the one that takes twice the time side by side is set aside; with equal
+    times, the first in run.templates, and the report says which criterion decided."""
+    for (template, dataset, seed), segm in SEGM.items():
+        if template == "slow":
+            for runtime in (cells.PYTORCH, "ir_fp32"):
+                fast = Cell("fast", dataset, seed)
+                for path in (fast.results(runtime, metrics / "metrics"), fast.replicates(runtime, metrics / "metrics")):
+                    target = Cell("slow", dataset, seed).metrics_dir(metrics / "metrics") / path.name
+                    target.write_bytes(path.read_bytes())
+    write_speed(metrics, {"fast": [10.0] * 10, "slow": [20.0] * 10})
+    write(metrics, tmp_path / "reports", templates=["slow", "fast"])
+    advice = (tmp_path / "reports" / "benchmark.md").read_text().split("## Recommendation\n", 1)[1]
+    assert "**Fine-tune `fast`**" in advice and "Decided by: **speed**." in advice
+    assert "`slow` takes 2.00x [2.00, 2.00] the time of `fast`" in advice
+    write_speed(metrics, {"fast": [10.0] * 10, "slow": [10.0] * 10})
+    write(metrics, tmp_path / "reports", templates=["slow", "fast"])
+    advice = (tmp_path / "reports" / "benchmark.md").read_text().split("## Recommendation\n", 1)[1]
+    assert "**Fine-tune `slow`**" in advice and "Decided by: **order**." in advice

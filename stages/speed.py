@@ -1,0 +1,81 @@
+"""Stage speed: every selected template's IRs at the deployment precision (deploy.precision), timed side by side.
+
+Per dataset, the IRs of every template and seed are loaded together and run on the same test images in
+interleaved rounds (pipelines.speed.side_by_side), pre- and post-processing included as `predict` runs them, so
+that whatever else loads the machine falls on every template alike. Every seed's model is timed: post-processing
+grows with the detections a model makes, and that differs between trainings of one template. The report's
+recommendation takes its speed ratios from here; validate's per-cell latencies only fill the speed tables.
+
+    metrics/speed.json   per dataset: each template's mean ms per image in each round, and the machine's load
+"""
+
+import argparse
+import json
+from functools import partial
+from pathlib import Path
+
+from pipelines import cells
+from pipelines.config import load_params
+from pipelines.inference import InputSpec, load_image, predict_image
+from pipelines.ir import OpenVinoPredictor
+from pipelines.speed import CpuLoad, machine, side_by_side
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", type=Path, required=True, help="folder with one <template>-<dataset>-seed<n>/ per cell")
+    p.add_argument("--data", type=Path, required=True, help="folder with one prepared <dataset>/ (test.json)")
+    p.add_argument("--out", type=Path, required=True, help="json to write")
+    return p
+
+
+def runner(xml_path: Path):
+    """A callable that runs one image through the IR as `predict` does, and the precision it computes in."""
+    if not xml_path.is_file():
+        raise SystemExit(f"speed: {xml_path} does not exist; run `dvc repro` to export it")
+    predictor = OpenVinoPredictor(xml_path)
+    spec = InputSpec.from_dict(predictor.input_spec)
+    return partial(predict_image, predictor, spec=spec, score_threshold=predictor.score_threshold), predictor.precision
+
+
+def test_images(split_json: Path, count: int) -> list:
+    images = json.loads(split_json.read_text())["images"][:count]
+    return [load_image(split_json.parent / image["file_name"]) for image in images]
+
+
+def time_dataset(models: Path, data: Path, dataset: str, templates: list, seeds: list, precision: str,
+                 timing: dict) -> dict:
+    runners, computed = {}, set()
+    for template in templates:
+        runners[template] = []
+        for seed in seeds:
+            run, compute = runner(cells.Cell(template, dataset, seed).ir(precision, models))
+            runners[template].append(run)
+            computed.add(compute)
+    inputs = test_images(data / dataset / "test.json", timing["images"])
+    with CpuLoad() as load:
+        times = side_by_side(runners, inputs, timing["rounds"], timing["warmup"])
+    return {"ms": {t: [round(v, 3) for v in times[t]] for t in templates}, "inference_precision": sorted(computed),
+            **load.to_dict()}
+
+
+def main(args=None) -> None:
+    args = parser().parse_args(args)
+    params = load_params()
+    precision, timing = params.deploy["precision"], params.deploy["timing"]
+    found = {"runtime": cells.runtime(precision), "rounds": timing["rounds"], "images": timing["images"],
+             "seeds": params.run_seeds, **machine(), "datasets": {}}
+    for dataset in params.datasets:
+        found["datasets"][dataset] = measured = time_dataset(args.models, args.data, dataset, params.run_templates,
+                                                             params.run_seeds, precision, timing)
+        medians = ", ".join(f"{t} {sorted(v)[len(v) // 2]:.1f} ms" for t, v in measured["ms"].items())
+        print(f"{dataset}: {medians} per image (other processes' share of the CPU: {measured['others_cpu_share']})",
+              flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = args.out.with_name(args.out.name + ".tmp")
+    temporary.write_text(json.dumps(found, indent=1))
+    temporary.replace(args.out)
+
+
+if __name__ == "__main__":
+    main()
