@@ -1,6 +1,6 @@
 """The training loop on a CUDA GPU in full and mixed precision: speed, memory and accuracy side by side.
 
-    python benchmarks/cuda_training.py --data data/prepared/pets [--templates tiny r50] [--epochs 3] [--workers 4]
+    python -m benchmarks.cuda_training --data data/prepared/pets [--templates tiny r50] [--epochs 3] [--workers 4]
 
 For each template (its params.yaml recipe, started from random weights so that nothing is downloaded)
 it runs the template's engine (`train`, the shared loop) on the prepared dataset three times with the same
@@ -23,9 +23,8 @@ from unittest import mock
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipelines import engines, training  # noqa: E402
-from pipelines.config import load_params  # noqa: E402
+from pipelines import engines, training
+from pipelines.config import load_params
 
 
 def run(spec, data: Path) -> dict:

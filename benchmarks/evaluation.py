@@ -1,7 +1,7 @@
 """The project's COCO evaluation against pycocotools on one predictions file: same 12 stats, time; and what
 the bootstrap intervals (pipelines.confidence) and the error analysis (pipelines.errors) add to an evaluation.
 
-    python benchmarks/evaluation.py [--images 300] [--cell tv_lite0-pets] [--resamples 1000]
+    python -m benchmarks.evaluation [--images 300] [--cell tv_lite0-pets] [--resamples 1000]
 
 With `--cell TEMPLATE-DATASET` (after `make benchmark`, which trains models/<cell>-seed0/model.pt), the
 evaluate stage's work on that dataset's test split is timed part by part: PyTorch predictions, COCO
@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import io
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,8 +28,7 @@ from PIL import Image, ImageDraw
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipelines.evaluation import IOU_TYPES, STAT_NAMES, evaluate  # noqa: E402
+from pipelines.evaluation import IOU_TYPES, STAT_NAMES, evaluate
 
 
 def ellipse(size: int, box) -> dict:

@@ -1,6 +1,6 @@
 """`prepare` against a plain Datumaro import-and-export of the same Cityscapes files: images/s and peak memory.
 
-    python benchmarks/prepare.py [--images 150 300] [--workdir /tmp/prepare-bench]
+    python -m benchmarks.prepare [--images 150 300] [--workdir /tmp/prepare-bench]
 
 Writes a Cityscapes-layout set of full-size (2048 x 1024) frames (leftImg8bit png, gtFine instanceIds
 and labelIds png; about ten objects of the eight evaluated classes per frame, some crowd regions),
@@ -26,7 +26,6 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 WIDTH, HEIGHT = 2048, 1024
 LABEL_IDS = [24, 25, 26, 27, 28, 31, 32, 33]

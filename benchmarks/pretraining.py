@@ -1,7 +1,7 @@
 """What the ImageNet start buys: one template trained on the same data from its ImageNet weights and from random
 weights, validation segm mAP per epoch side by side, then test segm mAP.
 
-    python benchmarks/pretraining.py [--template tv_lite0] [--dataset pets] [--epochs 8] [--seed 0]
+    python -m benchmarks.pretraining [--template tv_lite0] [--dataset pets] [--epochs 8] [--seed 0]
 
 The data is the default run's prepared dataset (`dvc repro prepare` first). The random start is the same
 recipe with `pretrained: none`; a random backbone cannot keep frozen layers or batch-norm statistics worth
@@ -16,11 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipelines import checkpoints, engines, training  # noqa: E402
-from pipelines.config import load_params  # noqa: E402
-from pipelines.evaluation import coco_metrics  # noqa: E402
-from pipelines.inference import predict_split  # noqa: E402
+from pipelines import checkpoints, engines, training
+from pipelines.config import load_params
+from pipelines.evaluation import coco_metrics
+from pipelines.inference import predict_split
 
 
 def random_start(spec):

@@ -1,6 +1,6 @@
 """Inference speed of every template: PyTorch eager against OpenVINO FP32, BF16 and INT8, on this CPU.
 
-    python benchmarks/speed.py [--templates tiny r50 ...] [--repeats 10]
+    python -m benchmarks.speed [--templates tiny r50 ...] [--repeats 10]
 
 Each template is built as params.yaml describes it, with random weights (no download needed) and
 2 classes, at its own input size. The same preprocessed image goes to all four; latency is the batch-1
@@ -24,15 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipelines.config import load_params  # noqa: E402
-from pipelines.datasets.shapes import SHAPES, background, random_box, shape_mask, texture  # noqa: E402
-from pipelines import engines  # noqa: E402
-from pipelines.checkpoints import torch_predictor  # noqa: E402
-from pipelines.export import convert, write  # noqa: E402
-from pipelines.inference import preprocess, template_input  # noqa: E402
-from pipelines.ir import OpenVinoPredictor  # noqa: E402
-from pipelines.speed import latency, openvino_throughput  # noqa: E402
+from pipelines.config import load_params
+from pipelines.datasets.shapes import SHAPES, background, random_box, shape_mask, texture
+from pipelines import engines
+from pipelines.checkpoints import torch_predictor
+from pipelines.export import convert, write
+from pipelines.inference import preprocess, template_input
+from pipelines.ir import OpenVinoPredictor
+from pipelines.speed import latency, openvino_throughput
 
 
 def sample_image(size: int, seed: int) -> np.ndarray:

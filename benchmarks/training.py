@@ -1,6 +1,6 @@
 """Training throughput of the project's loop against each engine's own way of training: same model, data, batch.
 
-    python benchmarks/training.py [--templates tiny mmdet_r18] [--images 64] [--repeats 2]
+    python -m benchmarks.training [--templates tiny mmdet_r18] [--images 64] [--repeats 2]
 
 Prepares the demo Pets data (`prepare`, as the pipeline does), then trains each template on the same
 images with the same batch size, from the same initial weights:
@@ -33,11 +33,10 @@ from PIL import Image
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.transforms.functional import to_tensor
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipelines import engines, inference, training  # noqa: E402
-from pipelines.config import load_params  # noqa: E402
-from pipelines.datasets import demo  # noqa: E402
-from pipelines.datasets.prepare import prepare  # noqa: E402
+from pipelines import engines, inference, training
+from pipelines.config import load_params
+from pipelines.datasets import demo
+from pipelines.datasets.prepare import prepare
 
 
 class PlainCoco(torch.utils.data.Dataset):

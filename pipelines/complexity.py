@@ -10,7 +10,7 @@ from pipelines.engines.contract import ModelAdapter
 # The RoI heads' workload: the box and mask heads each on 100 boxes, the detections every seed template keeps
 # per image. The seed's counter (mmdet 2.x) ran its heads on the proposals of one input, a number that depends
 # on the weights and the image; with this count the OTE templates land within 10% of its published GFLOPs
-# (docs/architecture.md, "Complexity").
+# (docs/training.md, where GFLOPs are explained).
 COUNTED_ROIS = 100
 
 

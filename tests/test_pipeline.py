@@ -92,9 +92,17 @@ def test_report_matches_metrics(bench):
             expected = "bf16" if row.runtime == "ir_bf16" and bf16_capable() else "f32"
             assert found["inference_precision"] == expected
     markdown = (repo / "reports" / "benchmark.md").read_text()
-    assert "**Fine-tune `" in markdown.split("## Recommendation", 1)[1].split("\n## ", 1)[0]
+    advice = markdown.split("## Recommendation", 1)[1].split("\n## ", 1)[0]
+    assert "**Fine-tune `" in advice and "Decided by: **" in advice
     summary = json.loads((repo / "reports" / "summary.json").read_text())
     assert summary["recommended"]["template"] in TEMPLATES and summary["recommended"]["training_noise_measured"]
+    assert f"Decided by: **{summary['recommended']['decided_by']}**." in advice
+    # Both templates timed side by side on every dataset, every seed's IR, in the configured rounds.
+    speed = json.loads((repo / "metrics" / cells.SPEED_FILE).read_text())
+    assert speed["runtime"] == "ir_fp32" and set(speed["datasets"]) == set(DATASETS)
+    for found in speed["datasets"].values():
+        assert set(found["ms"]) == set(TEMPLATES) and all(len(v) == speed["rounds"] for v in found["ms"].values())
+        assert 0 <= found["others_cpu_share"] <= 1
     for template in TEMPLATES:
         line = next(l for l in markdown.splitlines() if l.startswith(f"| {template} "))
         points = [c.strip().split(" ")[0] for c in line.strip("|").split("|")]  # before ± and the interval
@@ -175,7 +183,8 @@ def test_a_queued_grid_compares_against_its_baseline_with_intervals(bench, tmp_p
     same, lower = names[baseline_lr], names[baseline_lr / 2]
     logs = {name: run(["dvc", "queue", "logs", name], repo).stdout for name in (same, lower)}
     assert status.count("Success") == 2, status + logs[lower][-3000:]
-    expected = cell_stages(["tiny"], DATASETS, PRECISIONS, SEEDS) | {"report"}
+    # The speed stage times every template side by side: a retrained template retimes them all (seconds).
+    expected = cell_stages(["tiny"], DATASETS, PRECISIONS, SEEDS) | {"speed", "report"}
     assert ran_stages(logs[lower]) == expected, logs[lower][-3000:]
     assert ran_stages(logs[same]) == set(), logs[same][-3000:]
 
@@ -259,12 +268,13 @@ def test_adding_a_precision_runs_only_its_stages_and_dropping_it_removes_its_col
     # export writes one folder per precision; fp32 and bf16 come out byte for byte the same, so their
     # validations stay: only the new IRs are scored.
     expected = {name for name in cell_stages(TEMPLATES, DATASETS, PRECISIONS + ["int8"], SEEDS)
-                if name.startswith("export") or name.endswith("-int8")} | {"report"}
+                if name.startswith("export") or name.endswith("-int8")} | {"speed", "report"}
     assert ran_stages(added.stdout) == expected, added.stdout[-3000:]
     assert all("int8" in text.lower() for name, text in report_files(repo).items() if name != "summary.json")
     edit_params(repo, lambda p: p["export"].update(precisions=PRECISIONS))
     dropped = run(["dvc", "repro"], repo)
-    # The exports are back to the first run's params: DVC's run-cache restores their IRs instead of rerunning.
+    # The exports are back to the first run's params: DVC's run-cache restores their IRs instead of rerunning,
+    # and the speed stage's timing of them.
     assert ran_stages(dropped.stdout) == {"report"}, dropped.stdout[-3000:]
     assert not list((repo / "models").glob("*/ir/int8"))
     for name, text in report_files(repo).items():

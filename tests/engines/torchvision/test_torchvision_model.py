@@ -12,9 +12,22 @@ def test_every_backbone_builds_trains_and_infers(tiny_spec, backbone):
     target = {"boxes": torch.tensor([[8.0, 8.0, 40.0, 40.0]]), "labels": torch.tensor([2]),
               "masks": torch.zeros(1, 64, 64, dtype=torch.uint8)}
     target["masks"][0, 8:40, 8:40] = 1
-    losses = model.train()([torch.rand(3, 64, 64)], [target])
+    image = torch.rand(3, 64, 64)
+    losses = model.train()([image], [target])
     assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
-    boxes, scores, labels, masks = InferenceGraph(model)(torch.rand(1, 3, 64, 64))
+    assert all(torch.isfinite(v) and v >= 0 for v in losses.values()) and sum(losses.values()) > 0
+    # A few steps on this one batch: the model learns it, so the total loss falls.
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.002, momentum=0.9)
+    totals = []
+    for _ in range(8):
+        torch.manual_seed(1)  # the same RPN and RoI samples each step: only the weights change
+        total = sum(model([image], [target]).values())
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        totals.append(float(total))
+    assert totals[-1] < 0.8 * totals[0], totals
+    boxes, scores, labels, masks = InferenceGraph(model.eval())(torch.rand(1, 3, 64, 64))
     assert boxes.shape[1] == 4 and masks.shape[1:] == (28, 28) and len(scores) == len(labels) == len(masks)
 
 

@@ -1,0 +1,1 @@
+"""Benchmark scripts: figures and ratios printed side by side (`python -m benchmarks.<name> --help`); not tests."""
