@@ -20,7 +20,8 @@ from pipelines.config import PARAMS_FILE, load_params
 
 
 def missing_datasets(params, data_dir: Path) -> list:
-    return [f"dataset {key} ({spec.format}): {data_dir / spec.path} does not exist (docs/datasets.md, The real datasets: make fetch)"
+    return [f"dataset {key} ({spec.format}): {data_dir / spec.path} does not exist (`make fetch`; docs/datasets.md, "
+            "The real datasets)"
             for key, spec in params.datasets.items() if not (data_dir / spec.path).exists()]
 
 
