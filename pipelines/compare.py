@@ -22,6 +22,7 @@ import yaml
 from dvc.api import DVCFileSystem, exp_show
 
 from pipelines import cells
+from pipelines.cli import run
 from pipelines.comparison import Cell, Comparison
 
 WORKSPACE = "workspace"
@@ -146,4 +147,4 @@ def main(args=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,14 +1,46 @@
-"""Typed views of `params.yaml`: each stage reads the file once into these and passes plain values on."""
+"""Typed views of `params.yaml`: each stage reads the file once into these and passes plain values on.
 
+`load_params` checks every key's type and range before a stage does any work, and reports every problem at once,
+one line each naming the file, the dotted key, its value and what is allowed: a `ParamsError`.
+"""
+
+import difflib
+import math
+import re
+from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
+from pipelines.cli import UserError
 from pipelines.engines import ENGINES
 from pipelines.precisions import PRECISIONS
 
 PARAMS_FILE = Path("params.yaml")
+
+# The values TemplateSpec's keys take (pipelines/inference.py and pipelines/training.py act on them).
+CHANNELS = ("RGB", "BGR")
+RESIZE_MODES = ("letterbox", "keep_ratio", "stretch")
+SCHEDULES = ("cosine", "constant", "plateau")
+OPTIMIZERS = ("sgd", "adamw")
+# Dataset formats: this project's importers (the keys of pipelines/datasets/prepare.py's PLUGINS) and the
+# Datumaro built-ins whose annotations hold instance masks or polygons. Named here rather than read from those
+# modules, which load Datumaro: every stage checks params.yaml, most never read a dataset. Tests check both lists
+# against prepare.py and Datumaro.
+OWN_FORMATS = ("cityscapes_instances", "oxford_pets", "wgisd", "coco_json")
+DATUMARO_FORMATS = ("coco", "coco_instances", "mmdet_coco", "roboflow_coco", "cityscapes", "voc",
+                    "voc_instance_segmentation", "ade20k2017", "ade20k2020", "mapillary_vistas_instances",
+                    "kitti_segmentation", "label_me", "cvat", "open_images", "datumaro", "datumaro_binary")
+ROLES = ("train", "val", "test")  # what a dataset's subsets map to (pipelines/datasets/prepare.py)
+
+
+class ParamsError(UserError, ValueError):
+    """Everything wrong with a params file, one line per problem (`problems`)."""
+
+    def __init__(self, problems: list):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
 
 
 @dataclass(frozen=True)
@@ -70,8 +102,8 @@ def engine_options(cls, spec: TemplateSpec, allowed=None):
     names = [f.name for f in fields(cls)] if allowed is None else list(allowed)
     unknown = sorted(set(spec.model) - set(names))
     if unknown:
-        raise ValueError(f"{PARAMS_FILE}: a template of engine {spec.engine!r} has model keys {unknown} it does not "
-                         f"use{'' if allowed is None else ' with this architecture'}; it takes {names}")
+        raise ParamsError([f"{PARAMS_FILE}: a template of engine {spec.engine!r} has model keys {unknown} it does "
+                           f"not use{'' if allowed is None else ' with this architecture'}; it takes {names}"])
     return cls(**spec.model)
 
 
@@ -94,63 +126,309 @@ class Params:
 YAML_KEYS = {"run_templates": "run.templates", "run_seeds": "run.seeds"}
 
 
-def _build(cls, key: str, values: dict, path=PARAMS_FILE):
-    unknown = set(values) - {f.name for f in fields(cls)}
-    missing = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING} - set(values)
-    if unknown or missing:
-        raise ValueError(f"{path}: {key}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
-    return cls(**values)
+
+@dataclass(frozen=True)
+class Rule:
+    """What one key's value must be: `allowed` says it in a message, `holds` tests it."""
+    allowed: str
+    holds: Callable[[object], bool]
 
 
-def selected_templates(selection, templates: dict, path) -> list:
-    """The templates `run.templates` selects: it maps every engine to a list of its templates (dvc.yaml runs
-    one stage family per engine over its list)."""
-    if not isinstance(selection, dict) or set(selection) != set(ENGINES):
-        raise ValueError(f"{path}: run.templates maps every engine ({', '.join(ENGINES)}) to the templates it runs, "
-                         f"[] for none, e.g. `mmdet: [mmdet_lite0]`; it is {selection!r}")
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _numbers(value, count: int) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) == count and all(map(_number, value))
+
+
+def whole(low: int) -> Rule:
+    return Rule(f"a whole number >= {low}", lambda v: _whole(v) and v >= low)
+
+
+def number(bounds: str, test: Callable[[float], bool]) -> Rule:
+    return Rule(f"a number {bounds}", lambda v: _number(v) and test(v))
+
+
+def one_of(choices) -> Rule:
+    return Rule(f"one of {list(choices)}", lambda v: isinstance(v, str) and v in choices)
+
+
+TEXT = Rule("a non-empty string", lambda v: isinstance(v, str) and bool(v.strip()))
+MAPPING = Rule("a mapping", lambda v: isinstance(v, dict))
+POSITIVE = number("> 0", lambda v: v > 0)
+NON_NEGATIVE = number(">= 0", lambda v: v >= 0)
+FRACTION = number("in [0, 1)", lambda v: 0 <= v < 1)
+SHARE = number("in [0, 1]", lambda v: 0 <= v <= 1)
+
+TEMPLATE_RULES = {
+    "engine": one_of(ENGINES),
+    "input_size": whole(1),
+    "epochs": whole(1),
+    "batch_size": whole(1),
+    "lr": POSITIVE,
+    "model": MAPPING,  # the engine checks its keys when it builds the model (engine_options)
+    "pretrained": TEXT,
+    "mean": Rule("3 numbers, one per channel", lambda v: _numbers(v, 3)),
+    "std": Rule("3 numbers > 0, one per channel", lambda v: _numbers(v, 3) and min(v) > 0),
+    "channels": one_of(CHANNELS),
+    "resize_mode": one_of(RESIZE_MODES),
+    "size_divisor": whole(1),
+    "momentum": FRACTION,
+    "weight_decay": NON_NEGATIVE,
+    "warmup_iters": whole(0),
+    "warmup_ratio": SHARE,
+    "min_lr_ratio": SHARE,
+    "schedule": one_of(SCHEDULES),
+    "grad_clip": NON_NEGATIVE,
+    "num_workers": whole(0),
+    "optimizer": one_of(OPTIMIZERS),
+    "lr_batch_size": whole(0),
+    "plateau_patience": whole(0),
+    "plateau_factor": number("in (0, 1)", lambda v: 0 < v < 1),
+    "ema_decay": FRACTION,
+    "early_stop_patience": whole(0),
+    "scale_range": Rule("[low, high] with 0 < low <= high", lambda v: _numbers(v, 2) and 0 < v[0] <= v[1]),
+    "dataset_repeats": whole(1),
+    "amp": Rule("true or false", lambda v: isinstance(v, bool)),
+    "score_threshold": FRACTION,
+    "seed": Rule("not set here: each training runs once per seed of run.seeds", lambda v: False),
+}
+DATASET_RULES = {
+    "format": Rule(f"one of this project's formats {list(OWN_FORMATS)} or Datumaro's {list(DATUMARO_FORMATS)}",
+                   lambda v: isinstance(v, str) and v in OWN_FORMATS + DATUMARO_FORMATS),
+    "path": TEXT,
+    "subsets": Rule(f"a mapping of the format's subset names to {', '.join(ROLES)}, at least one to train",
+                    lambda v: isinstance(v, dict) and all(r in ROLES for r in v.values()) and "train" in v.values()),
+    "options": MAPPING,
+    "subsample": number("in (0, 1]", lambda v: 0 < v <= 1),
+    "val_ratio": FRACTION,
+    "test_ratio": FRACTION,
+    "seed": whole(0),
+}
+
+
+@dataclass(frozen=True)
+class Section:
+    """A mapping of these keys, each holding what its Rule or Section says; `optional` ones may be left out."""
+    keys: dict
+    optional: tuple = ()
+
+    @property
+    def allowed(self) -> str:
+        return f"a mapping of the keys {', '.join(self.keys)}"
+
+
+@dataclass(frozen=True)
+class Entries:
+    """A mapping of names the user picks (datasets', templates') to entries of one Section."""
+    entry: Section
+    of: str
+
+    @property
+    def allowed(self) -> str:
+        return f"a mapping of names to {self.of}"
+
+
+def spec_section(cls, rules: dict) -> Section:
+    """The keys of dataclass `cls`, checked by `rules`; a key with a default may be left out."""
+    return Section(rules, tuple(f.name for f in fields(cls)
+                                if f.default is not MISSING or f.default_factory is not MISSING))
+
+
+# run.templates' shape; _selection_problems checks the names against templates
+SELECTION = Rule(f"a mapping of every engine ({', '.join(ENGINES)}) to the templates it runs, [] for none, e.g. "
+                 "`mmdet: [mmdet_lite0]`",
+                 lambda v: isinstance(v, dict) and set(v) == set(ENGINES) and all(
+                     names is None or isinstance(names, list) and all(isinstance(n, str) for n in names)
+                     for names in v.values()))
+SEEDS = Rule("a non-empty list of distinct whole numbers >= 0",
+             lambda v: isinstance(v, list) and bool(v) and all(_whole(s) and s >= 0 for s in v)
+             and len(set(v)) == len(v))
+PRECISION_LIST = Rule(f"it must list fp32 (the other IRs are derived from it) and nothing but {list(PRECISIONS)}, "
+                      "each once",
+                      lambda v: isinstance(v, list) and "fp32" in v and len(set(map(str, v))) == len(v)
+                      and all(isinstance(p, str) and p in PRECISIONS for p in v))
+
+SCHEMA = Section({
+    "data_dir": TEXT,
+    "run": Section({"templates": SELECTION, "seeds": SEEDS}, optional=("seeds",)),
+    "export": Section({"precisions": PRECISION_LIST, "calibration_images": whole(1)}),
+    "deploy": Section({
+        "precision": one_of(PRECISIONS),
+        "latency_budget_ms": Rule("a positive number of milliseconds, or null",
+                                  lambda v: v is None or _number(v) and v > 0),
+        "timing": Section({
+            "rounds": Rule("at least 6, the fewest rounds that give a speed ratio a 95% interval",
+                           lambda v: _whole(v) and v >= 6),
+            "images": whole(1),
+            "warmup": whole(0),
+        }),
+    }, optional=("latency_budget_ms",)),
+    "speed": Section({"warmup": whole(0), "repeats": whole(1), "throughput_seconds": POSITIVE}),
+    "confidence": Section({"resamples": whole(100), "seed": whole(0)}),
+    "demo": Section({"seed": whole(0), "cityscapes": Section({"train": whole(1), "val": whole(1)}),
+                     "pets": Section({"trainval": whole(1), "test": whole(1)}),
+                     "wgisd": Section({"train": whole(1), "test": whole(1)})}),
+    "fetch": Rule("a mapping of folder names to lists of archives, each with a url",  # pipelines/datasets/fetch.py
+                  lambda v: isinstance(v, dict) and all(isinstance(archives, list) and all(
+                      isinstance(a, dict) and "url" in a for a in archives) for archives in v.values())),
+    "datasets": Entries(spec_section(DatasetSpec, DATASET_RULES), "datasets (DatasetSpec's keys)"),
+    "templates": Entries(spec_section(TemplateSpec, TEMPLATE_RULES), "templates (TemplateSpec's keys)"),
+}, optional=("fetch",))
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _dotted(key: str, name) -> str:
+    return f"{key}.{name}" if key else str(name)
+
+
+def _unknown(name, known, key: str) -> str:
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    if close:
+        return f"an unknown key; did you mean {_dotted(key, close[0])}?"
+    return f"an unknown key; {key or 'params.yaml'} takes {', '.join(known)}"
+
+
+def _problems(schema, value, key: str = "") -> list:
+    """One line per way `value` (at dotted `key`, "" for the whole file) is not what `schema` (a Rule, Section or
+    Entries) allows: the key, the value, what is allowed."""
+    if isinstance(schema, Rule):
+        return [] if schema.holds(value) else [f"{key} is {_shown(value)}: {schema.allowed}"]
+    if not isinstance(value, dict):
+        return [f"{key} is {_shown(value)}: {schema.allowed}"]
+    if isinstance(schema, Entries):
+        return [line for name, entry in value.items() for line in _problems(schema.entry, entry, f"{key}.{name}")]
+    found = []
+    for name, item in value.items():
+        found += _problems(schema.keys[name], item, _dotted(key, name)) if name in schema.keys else \
+            [f"{_dotted(key, name)} is {_shown(item)}: {_unknown(name, schema.keys, key)}"]
+    return found + [f"{_dotted(key, name)} is missing: {rule.allowed}" for name, rule in schema.keys.items()
+                    if name not in value and name not in schema.optional]
+
+
+def _mapping(raw, *keys) -> dict:
+    """raw[keys[0]][keys[1]]..., or {} where that is not a mapping."""
+    for key in keys:
+        raw = raw.get(key) if isinstance(raw, dict) else None
+    return raw if isinstance(raw, dict) else {}
+
+
+def _with_defaults(cls, entry) -> dict:
+    return {**{f.name: f.default for f in fields(cls) if f.default is not MISSING}, **entry} \
+        if isinstance(entry, dict) else {}
+
+
+def _selection_problems(selection: dict, templates: dict) -> list:
+    """run.templates' names that templates does not define, defines for another engine, or that repeat."""
     found = []
     for engine, names in selection.items():
-        for name in names or []:
+        for name in dict.fromkeys(names or []):
+            other = _mapping(templates, name).get("engine")
             if name not in templates:
-                raise ValueError(f"{path}: run.templates.{engine} names {name!r}, which templates does not define")
-            if templates[name].engine != engine:
-                raise ValueError(f"{path}: run.templates.{engine} names {name!r}, a template of engine "
-                                 f"{templates[name].engine!r}: list it under run.templates.{templates[name].engine}")
-            found.append(name)
+                close = difflib.get_close_matches(name, list(templates), n=1)
+                found.append(f"run.templates.{engine} names {name!r}, which templates does not define"
+                             + (f"; did you mean {close[0]}?" if close else ""))
+            elif isinstance(other, str) and other in ENGINES and other != engine:
+                found.append(f"run.templates.{engine} names {name!r}, a template of engine {other!r}: list it "
+                             f"under run.templates.{other}")
+            if names.count(name) > 1:
+                found.append(f"run.templates.{engine} names {name!r} {names.count(name)} times: once is enough")
     return found
 
 
+def _relations(raw: dict) -> list:
+    """Problems between keys, each of which alone holds what its rule allows (those that do not are reported
+    by `_problems`)."""
+    found = []
+    for name, template in _mapping(raw, "templates").items():
+        t = _with_defaults(TemplateSpec, template)
+        mode, size, divisor = t.get("resize_mode"), t.get("input_size"), t.get("size_divisor")
+        if mode in ("stretch", "keep_ratio") and _whole(size) and _whole(divisor) and 0 < size < divisor:
+            found.append(f"templates.{name}.input_size is {size}: a whole number >= size_divisor ({divisor}) with "
+                         f"resize_mode {mode}")
+    for name, dataset in _mapping(raw, "datasets").items():
+        d = _with_defaults(DatasetSpec, dataset)
+        val, test = d.get("val_ratio"), d.get("test_ratio")
+        if FRACTION.holds(val) and FRACTION.holds(test) and val + test >= 1:
+            found.append(f"datasets.{name}.val_ratio + test_ratio is {val} + {test}: below 1 together, so that "
+                         "training keeps images")
+    selection = _mapping(raw, "run").get("templates")
+    if SELECTION.holds(selection):
+        found += _selection_problems(selection, _mapping(raw, "templates"))
+    precisions, precision = _mapping(raw, "export").get("precisions"), _mapping(raw, "deploy").get("precision")
+    if PRECISION_LIST.holds(precisions) and precision in list(PRECISIONS) and precision not in precisions:
+        found.append(f"deploy.precision is {precision!r}: it must be one of export.precisions {precisions}, the IRs "
+                     "that are exported and validated")
+    return found
+
+
+class _Yaml(yaml.SafeLoader):
+    """YAML as DVC reads params.yaml: YAML 1.2's floats (PyYAML takes 1e-3, without a dot, for a string), and a
+    key given twice in one mapping noted (PyYAML would keep the last one silently)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.repeated = []
+
+    def construct_mapping(self, node, deep=False):
+        keys = [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
+        self.repeated += [f"line {k.start_mark.line + 1}: {k.value} is given a second time in the same mapping: "
+                          "give each key once (YAML would keep the last silently)"
+                          for i, (k, _) in enumerate(node.value)
+                          if isinstance(k, yaml.ScalarNode) and k.value in keys[:i]]
+        return super().construct_mapping(node, deep)
+
+
+_Yaml.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+                            list("-+0123456789."))
+
+
+def _read(path: Path) -> dict:
+    """params.yaml's contents; a file that is missing, not YAML or not a mapping, or repeats a key, is a
+    ParamsError."""
+    try:
+        loader = _Yaml(Path(path).read_text())
+    except FileNotFoundError:
+        raise ParamsError([f"{path}: no such file (stages run in the project's root, next to params.yaml)"]) from None
+    try:
+        raw = loader.get_single_data()
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ParamsError([f"{path}: {where}not YAML: {getattr(error, 'problem', None) or error}"]) from None
+    finally:
+        loader.dispose()
+    if loader.repeated:
+        raise ParamsError([f"{path}: {line}" for line in loader.repeated])
+    if not isinstance(raw, dict):
+        raise ParamsError([f"{path}: holds {_shown(raw)}: {SCHEMA.allowed}"])
+    return raw
+
+
 def load_params(path: Path = PARAMS_FILE) -> Params:
-    raw = yaml.safe_load(Path(path).read_text())
-    seeded = [k for k, v in raw["templates"].items() if "seed" in v]
-    if seeded:
-        raise ValueError(f"{path}: templates {seeded} set `seed`; training seeds come from `run.seeds`")
-    templates = {k: _build(TemplateSpec, f"templates.{k}", v, path) for k, v in raw["templates"].items()}
-    selected = selected_templates(raw["run"]["templates"], templates, path)
-    precisions = raw["export"]["precisions"]
-    unknown = [p for p in precisions if p not in PRECISIONS]
-    if unknown or "fp32" not in precisions:
-        raise ValueError(f"{path}: export.precisions is {precisions}: it must list fp32 (the other IRs are derived "
-                         f"from it) and nothing but {list(PRECISIONS)}")
-    deploy = {"latency_budget_ms": None, **raw["deploy"]}
-    if deploy["precision"] not in precisions:
-        raise ValueError(f"{path}: deploy.precision is {deploy['precision']!r}: it must be one of export.precisions "
-                         f"{precisions}, the IRs that are exported and validated")
-    budget = deploy.get("latency_budget_ms")
-    if budget is not None and not (isinstance(budget, (int, float)) and budget > 0):
-        raise ValueError(f"{path}: deploy.latency_budget_ms is {budget!r}: a positive number of milliseconds, or null")
-    if not (isinstance(deploy["timing"]["rounds"], int) and deploy["timing"]["rounds"] >= 6):
-        raise ValueError(f"{path}: deploy.timing.rounds is {deploy['timing']['rounds']!r}: at least 6, the fewest "
-                         "rounds that give a speed ratio a 95% interval")
+    """params.yaml as typed specs, every key checked first: a ParamsError lists every problem, one per line."""
+    raw = _read(path)
+    found = _problems(SCHEMA, raw) + _relations(raw)
+    if found:
+        raise ParamsError([f"{path}: {line}" for line in found])
     return Params(
         data_dir=raw["data_dir"],
-        datasets={k: _build(DatasetSpec, f"datasets.{k}", v, path) for k, v in raw["datasets"].items()},
-        templates=templates,
-        run_templates=selected,
+        datasets={k: DatasetSpec(**v) for k, v in raw["datasets"].items()},
+        templates={k: TemplateSpec(**v) for k, v in raw["templates"].items()},
+        run_templates=[name for names in raw["run"]["templates"].values() for name in names or []],
         run_seeds=list(raw["run"].get("seeds", [0])),
-        demo=raw.get("demo", {}),
+        demo=raw["demo"],
         export=raw["export"],
         speed=raw["speed"],
-        confidence={"resamples": int(raw["confidence"]["resamples"]), "seed": int(raw["confidence"]["seed"])},
-        deploy=deploy,
+        confidence=raw["confidence"],
+        deploy={"latency_budget_ms": None, **raw["deploy"]},
     )

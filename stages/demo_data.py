@@ -3,6 +3,7 @@
 import argparse
 from pathlib import Path
 
+from pipelines.cli import run
 from pipelines.config import load_params
 from pipelines.datasets import demo
 
@@ -24,4 +25,4 @@ def main(args=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+from pipelines.cli import run
 from pipelines.config import load_params
 from pipelines.datasets.layout import DatasetLayoutError
 from pipelines.datasets.prepare import prepare
@@ -43,4 +44,4 @@ def main(args=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

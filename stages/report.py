@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from pipelines import cells, errors
+from pipelines.cli import run
 from pipelines.comparison import Comparison
 from pipelines.config import load_params
 from pipelines.decision import decide
@@ -58,4 +59,4 @@ def main(args=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

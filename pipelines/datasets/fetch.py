@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
+from pipelines.cli import run
 from pipelines.config import PARAMS_FILE
 from pipelines.datasets import track
 
@@ -205,4 +206,4 @@ def main(args=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipelines.cli import run
+
 RAW = Path("data/raw")
 
 
@@ -59,4 +61,4 @@ def main(args=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
