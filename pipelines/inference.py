@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pycocotools.mask as mask_utils
-from PIL import Image
+from PIL import Image, ImageOps
 
 # ImageNet statistics in 0..255 pixel values (RGB), what most ImageNet-trained backbones expect.
 MEAN = (123.675, 116.28, 103.53)
@@ -73,8 +73,12 @@ def template_input(spec) -> InputSpec:
 
 
 def load_image(path: Path) -> np.ndarray:
-    """RGB uint8 H x W x 3, whatever the file's mode (grayscale, CMYK, RGBA, palette)."""
+    """RGB uint8 H x W x 3 as viewers show the file: its EXIF orientation applied, whatever its mode (grayscale,
+    CMYK, RGBA, palette). Prepared images carry no orientation (prepare writes them turned the way their
+    annotations were drawn), so training and evaluation read them as stored, and `predict` reads a user's
+    photos the way a viewer shows them."""
     with Image.open(path) as image:
+        ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an image that has no orientation
         return np.asarray(image.convert("RGB"))
 
 

@@ -13,8 +13,11 @@ Options: `annotations` maps a subset name to its json (a path under the root); `
 folder the json's file names start from, one path for all subsets or one per subset (default: the
 json's own folder). Classes are the json's categories in id order, whatever the first id is. A mask
 may be polygons (an object's parts become one mask), compressed or uncompressed RLE; `iscrowd`
-objects stay crowd regions. An object without a mask or with an unknown category, and an image whose
-file is missing, are skipped and named in the statistics.
+objects stay crowd regions. An object without a mask, with an unknown category or whose polygons lie
+outside the image, and an image whose file is missing, are skipped and named in the statistics. Two
+`images` entries with one id, or whose file names give one item id (the name without its extension),
+stop the import. An image's `width` and `height` are the size its annotations were drawn at (prepare
+compares it with the file's EXIF orientation); without them, the image's size as viewers show it.
 """
 
 import json
@@ -25,9 +28,10 @@ from datumaro.components.annotation import AnnotationType, LabelCategories, Mask
 from datumaro.components.dataset_base import DatasetItem, SubsetBase
 from datumaro.components.importer import Importer
 from datumaro.components.media import Image
+from PIL import ExifTags, ImageOps
 from PIL import Image as PILImage
 
-from pipelines.datasets.layout import DatasetLayoutError, ItemError, skipped_item
+from pipelines.datasets.layout import DatasetLayoutError, ItemError, outside_image, skipped_item
 
 LAYOUT = __doc__.split("\n\n")[2]
 
@@ -70,6 +74,9 @@ def _rle(segmentation, height: int, width: int, where: str) -> dict:
         polygons = [p for p in segmentation if len(p) >= 6]
         if not polygons:
             raise ItemError(f"{where}: no polygon with 3 or more points")
+        outside = outside_image(polygons, width, height)
+        if outside:
+            raise ItemError(f"{where}: {outside}")
         return mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
     if isinstance(segmentation, dict) and "counts" in segmentation:
         if list(segmentation.get("size", [])) != [height, width]:
@@ -78,6 +85,47 @@ def _rle(segmentation, height: int, width: int, where: str) -> dict:
             return mask_utils.frPyObjects(segmentation, height, width)
         return {"size": [height, width], "counts": segmentation["counts"].encode("ascii")}
     raise ItemError(f"{where}: segmentation is neither polygons nor RLE: {str(segmentation)[:40]!r}")
+
+
+def _images(coco: dict, json_file: Path, objects: dict) -> list:
+    """The json's `images`; two entries of one id or one item id, or objects of an image it lacks, stop the import."""
+    images = _field(coco, "images", list, str(json_file))
+    by_id, by_item = {}, {}
+    for image in images:
+        file_name = _field(image, "file_name", str, f"{json_file}: image {image.get('id')}")
+        by_id.setdefault(image.get("id"), []).append(image)
+        by_item.setdefault(_item_id(file_name), []).append(image)
+    twice = sorted((i for i, listed in by_id.items() if len(listed) > 1), key=str)
+    if twice:
+        count = f" ({len(twice)} ids in all)" if len(twice) > 5 else ""
+        raise DatasetLayoutError(f"{json_file}: image ids {twice[:5]}{count} are each listed more than once in "
+                                 f"`images`; an id must name one image")
+    clashes = [f"{[i['file_name'] for i in listed]} (ids {[i.get('id') for i in listed]}) give item id {item!r}"
+               for item, listed in by_item.items() if len(listed) > 1]
+    if clashes:
+        raise DatasetLayoutError(f"{json_file}: file names " + "; ".join(clashes[:5]) + ": an image is stored by "
+                                 "its item id, its file name without the extension, so each must be listed once")
+    unknown = sorted(set(objects) - set(by_id), key=str)
+    if unknown:
+        raise DatasetLayoutError(f"{json_file}: annotations refer to image ids {unknown[:5]} that `images` "
+                                 f"does not list")
+    return images
+
+
+def _item_id(file_name: str) -> str:
+    return str(Path(file_name).with_suffix(""))
+
+
+def _size(image: dict, image_file: Path) -> tuple[int, int, bool]:
+    """(height, width) the annotations were drawn at, and whether the json gives it. Without a size in the
+    json, the image's as viewers show it: its EXIF orientation applied."""
+    height, width = image.get("height"), image.get("width")
+    if isinstance(height, int) and isinstance(width, int):
+        return height, width, True
+    with PILImage.open(image_file) as picture:
+        if picture.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+            picture = ImageOps.exif_transpose(picture)
+        return picture.height, picture.width, False
 
 
 class CocoJsonBase(SubsetBase):
@@ -96,43 +144,36 @@ class CocoJsonBase(SubsetBase):
         objects = {}
         for ann in _field(coco, "annotations", list, str(json_file)):
             objects.setdefault(ann.get("image_id"), []).append(ann)
-        known_images = {image.get("id") for image in coco["images"]}
-        unknown = sorted(set(objects) - known_images, key=str)
-        if unknown:
-            raise DatasetLayoutError(f"{json_file}: annotations refer to image ids {unknown[:5]} that `images` "
-                                     f"does not list")
-        for image in _field(coco, "images", list, str(json_file)):
-            file_name = _field(image, "file_name", str, f"{json_file}: image {image.get('id')}")
-            item_id = str(Path(file_name).with_suffix(""))
-            image_file = images_dir / file_name
-            if not image_file.is_file():
-                self._items.append(skipped_item(item_id, subset, f"{annotations[subset]} lists {image_file}, which is missing"))
+        for image in _images(coco, json_file, objects):
+            self._items.append(self._item(image, objects.get(image.get("id"), []), images_dir / image["file_name"],
+                                          label_of, annotations[subset]))
+
+    def _item(self, image: dict, objects: list, image_file: Path, label_of: dict, json_name: str) -> DatasetItem:
+        """The image's item with one mask per usable object, or a placeholder naming why it was left out."""
+        item_id = _item_id(image["file_name"])
+        if not image_file.is_file():
+            return skipped_item(item_id, self._subset, f"{json_name} lists {image_file}, which is missing")
+        try:
+            height, width, given = _size(image, image_file)
+        except (OSError, SyntaxError, ValueError) as error:
+            return skipped_item(item_id, self._subset, f"{image_file}: unreadable image ({error})")
+        masks, skipped = [], []
+        for ann in objects:
+            where = f"{json_name}: annotation {ann.get('id')}"
+            if ann.get("category_id") not in label_of:
+                skipped.append(f"{where}: category id {ann.get('category_id')} is outside the class list")
                 continue
-            height, width = image.get("height"), image.get("width")
-            if not (isinstance(height, int) and isinstance(width, int)):
-                try:
-                    with PILImage.open(image_file) as picture:  # reads the header only
-                        width, height = picture.size
-                except (OSError, SyntaxError, ValueError) as error:
-                    self._items.append(skipped_item(item_id, subset, f"{image_file}: unreadable image ({error})"))
-                    continue
-            masks, skipped = [], []
-            for ann in objects.get(image["id"], []):
-                where = f"{annotations[subset]}: annotation {ann.get('id')}"
-                if ann.get("category_id") not in label_of:
-                    skipped.append(f"{where}: category id {ann.get('category_id')} is outside the class list")
-                    continue
-                try:
-                    rle = _rle(ann.get("segmentation"), height, width, where)
-                except ItemError as error:
-                    skipped.append(str(error))
-                    continue
-                masks.append(Mask(image=lambda r=rle: mask_utils.decode(r).astype(bool), id=len(masks),
-                                  label=label_of[ann["category_id"]],
-                                  attributes={"is_crowd": bool(ann.get("iscrowd", 0))}))
-            self._items.append(DatasetItem(id=item_id, subset=subset, annotations=masks,
-                                           media=Image.from_file(path=str(image_file)),
-                                           attributes={"skipped_objects": skipped} if skipped else {}))
+            try:
+                rle = _rle(ann.get("segmentation"), height, width, where)
+            except ItemError as error:
+                skipped.append(str(error))
+                continue
+            masks.append(Mask(image=lambda r=rle: mask_utils.decode(r).astype(bool), id=len(masks),
+                              label=label_of[ann["category_id"]], attributes={"is_crowd": bool(ann.get("iscrowd", 0))}))
+        # The json's size goes with the image: prepare compares it with the file's EXIF orientation.
+        media = Image.from_file(path=str(image_file), size=(height, width) if given else None)
+        return DatasetItem(id=item_id, subset=self._subset, annotations=masks, media=media,
+                           attributes={"skipped_objects": skipped} if skipped else {})
 
 
 class CocoJsonImporter(Importer):

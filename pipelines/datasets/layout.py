@@ -32,3 +32,15 @@ class ItemError(Exception):
 def skipped_item(item_id: str, subset: str, reason: str) -> DatasetItem:
     """A placeholder for an image an importer had to leave out; `prepare` counts it and names it with `reason`."""
     return DatasetItem(id=item_id, subset=subset, attributes={"skipped": reason})
+
+
+def outside_image(polygons: list, width: int, height: int) -> str:
+    """Why an object's polygons (flat x, y lists) draw nothing on a `width` x `height` image: "" where one of
+    them reaches into it, else where they lie, as a reason for the statistics."""
+    reach = [(min(p[0::2]), max(p[0::2]), min(p[1::2]), max(p[1::2])) for p in polygons]
+    if any(x1 > 0 and x0 < width and y1 > 0 and y0 < height for x0, x1, y0, y1 in reach):
+        return ""
+    x0, x1 = min(r[0] for r in reach), max(r[1] for r in reach)
+    y0, y1 = min(r[2] for r in reach), max(r[3] for r in reach)
+    return (f"the polygon lies entirely outside the image (x {x0:g} to {x1:g}, y {y0:g} to {y1:g}; "
+            f"the image is {width} wide, {height} high)")

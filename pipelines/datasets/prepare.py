@@ -3,9 +3,17 @@
 Output layout (one folder per dataset key):
 
     <out>/train.json, val.json, test.json   COCO instances, RLE masks, 1-based category ids
-    <out>/images/<item id>.<ext>            the images, copied byte for byte
+    <out>/images/<item id>.<ext>            the images, copied byte for byte; one that must change (mode, format,
+                                            bit depth, EXIF orientation) written as an RGB PNG without any
+                                            orientation tag, in the orientation its annotations use
     <out>/stats.json                        images and instances per split and class; what was converted
                                             or skipped, and why
+
+What the input may not bend: an image (its file) in two subsets that map to different roles, or an item
+id naming two files, stops the stage (`check_overlaps`). An image's EXIF orientation is applied or not as
+the annotations' own size says (`_orientation`); 16-bit images are scaled to 8 bits by their bit depth
+(`_eight_bits`); objects whose polygons lie outside the image are skipped. Each change is named in the
+statistics; `pipelines.inference.load_image` applies an orientation only a user's raw photo still carries.
 """
 
 import json
@@ -21,13 +29,22 @@ from datumaro.components.dataset import Dataset
 from datumaro.components.dataset_base import DatasetItem
 from datumaro.components.environment import Environment
 from datumaro.components.errors import DatasetImportError
+from PIL import ExifTags, ImageOps
 from PIL import Image as PILImage
 from tqdm import tqdm
 
 from pipelines.datasets import cityscapes, coco_json, pets, wgisd
-from pipelines.datasets.layout import DatasetLayoutError, ItemError
+from pipelines.datasets.layout import DatasetLayoutError, ItemError, outside_image
 
 ROLES = ("train", "val", "test")
+ORIENTATION = ExifTags.Base.Orientation
+# The EXIF orientations that turn an image a quarter (5 to 8): viewers show it with width and height swapped.
+QUARTER_TURNS = (5, 6, 7, 8)
+# The names of the PNG chunks that may hold an orientation: EXIF, ImageMagick's raw EXIF and XMP text.
+PNG_ORIENTATION_CHUNKS = (b"eXIf", b"Raw profile type exif", b"XML:com.adobe.xmp")
+# Modes of more than 8 bits per pixel (16-bit PNG and TIFF, 32-bit integer or float TIFF): PIL's own
+# convert("RGB") clips their values at 255, which turns most of a 16-bit image white.
+HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 # Formats this project reads with its own plugins (module with check_layout, Importer, SubsetBase).
 PLUGINS = {
     "cityscapes_instances": (cityscapes, cityscapes.CityscapesInstancesImporter, cityscapes.CityscapesInstancesBase),
@@ -96,28 +113,80 @@ def _split(items: list, categories, keep: float, seed: int) -> tuple[list, list]
 
 @dataclass
 class Sample:
-    """One image that passed the checks: its item, size, why it must be converted ("" if not), its objects."""
+    """One image that passed the checks: its item, size as prepared, why it must be converted ("" if not), its
+    objects."""
     item: DatasetItem
     width: int
     height: int
     conversion: str
     objects: list                  # (label index, is crowd, RLE) per object
     skipped_objects: list          # {"image", "reason"} per object left out
+    transpose: bool = False        # apply the EXIF orientation when writing the image
+
+
+@dataclass
+class Picture:
+    """What `_inspect_image` learnt of an image file: its size as stored, its EXIF orientation (1: none) and why
+    its pixels must be converted, orientation apart."""
+    width: int
+    height: int
+    orientation: int
+    conversions: list
 
 
 def check_item(item: DatasetItem) -> Sample:
     """Decodes the image and every mask of `item` once; raises `ItemError` when the image is unusable.
 
     Unusable: unreadable, truncated, its masks broken or of another size. An image in a mode or
-    format the models do not take (grayscale, CMYK, RGBA, PNG data under a .jpg name) is usable and
-    marked for conversion to an RGB PNG.
+    format the models do not take (grayscale, CMYK, RGBA, 16-bit, PNG data under a .jpg name), or with an
+    EXIF orientation, is usable and marked for conversion to an RGB PNG.
     """
     if item.media is None:
         raise ItemError("no image")
-    width, height, conversion = _inspect_image(Path(item.media.path))
+    picture = _inspect_image(Path(item.media.path))
+    transpose, turned, width, height = _orientation(item, picture)
     skipped = []
     objects = _instances(item, height, width, skipped)
-    return Sample(item, width, height, conversion, objects, skipped)
+    conversion = "; ".join(([turned] if turned else []) + picture.conversions)
+    return Sample(item, width, height, conversion, objects, skipped, transpose)
+
+
+def _orientation(item: DatasetItem, picture: Picture) -> tuple[bool, str, int, int]:
+    """Whether to apply the image's EXIF orientation, why ("" without one), and the width and height then.
+
+    The annotations are taken as drawn on the image the way their tool showed it: when their own size (the
+    one the importer read, else a mask's) is the size as shown, the orientation is applied; when it is the
+    size as stored, the pixels stay as stored. Without a size, or where the two agree (a half turn, a
+    mirror, a square image), as viewers show it. Either way the prepared image carries no orientation.
+    """
+    stored = (picture.width, picture.height)
+    if picture.orientation == 1:
+        return False, "", *stored
+    shown = stored[::-1] if picture.orientation in QUARTER_TURNS else stored
+    annotated, tag = _annotated_size(item), f"EXIF orientation {picture.orientation}"
+    as_text = lambda size: f"{size[1]} x {size[0]}"  # noqa: E731 (height x width, as in the other reasons)
+    if annotated is None:
+        return True, f"{tag} applied, as viewers show the image: the annotations give no size", *shown
+    if annotated == shown == stored:
+        return True, f"{tag} applied, as viewers show the image: turned or not, it has the annotations' size", *shown
+    if annotated == shown:
+        return True, f"{tag} applied: the annotations are {as_text(shown)}, the image's size as shown", *shown
+    if annotated == stored:
+        return False, f"{tag} ignored: the annotations are {as_text(stored)}, the image's size as stored", *stored
+    raise ItemError(f"annotations of {as_text(annotated)} on an image of {as_text(stored)} as stored, "
+                    f"{as_text(shown)} as shown ({tag})")
+
+
+def _annotated_size(item: DatasetItem) -> tuple[int, int] | None:
+    """(width, height) the annotations of `item` were drawn at: the importer's image size, else a mask's."""
+    if item.media.has_size:
+        height, width = item.media.size
+        return width, height
+    for ann in item.annotations:
+        if isinstance(ann, Mask):
+            height, width = ann.image.shape[:2]
+            return width, height
+    return None
 
 
 def write_coco(samples: list[Sample], labels: list[str], out_dir: Path, role: str) -> dict:
@@ -126,7 +195,7 @@ def write_coco(samples: list[Sample], labels: list[str], out_dir: Path, role: st
     counts, crowd = Counter(), Counter()
     stats = {"images_without_objects": 0, "converted": [], "skipped_objects": []}
     for sample in sorted(samples, key=lambda s: s.item.id):
-        file_name = _store_image(Path(sample.item.media.path), out_dir, sample.item.id, sample.conversion)
+        file_name = _store_image(Path(sample.item.media.path), out_dir, sample.item.id, sample)
         if sample.conversion:
             stats["converted"].append({"image": sample.item.id, "reason": sample.conversion})
         stats["skipped_objects"] += sample.skipped_objects
@@ -145,8 +214,8 @@ def write_coco(samples: list[Sample], labels: list[str], out_dir: Path, role: st
     return {"images": len(images), "instances": dict(counts), "crowd_regions": dict(crowd), **stats}
 
 
-def _inspect_image(path: Path) -> tuple[int, int, str]:
-    """(width, height, why it must be converted or ""), after reading the whole file once."""
+def _inspect_image(path: Path) -> Picture:
+    """The file's size, orientation and conversions, after reading the whole file once."""
     if path.name.startswith("._"):
         raise ItemError(f"{path}: a macOS AppleDouble file, not an image")
     if not path.is_file():
@@ -157,34 +226,78 @@ def _inspect_image(path: Path) -> tuple[int, int, str]:
             # find that at a fraction of a decode's cost; other formats are decoded.
             image.verify() if image.format == "PNG" else image.load()
             expected = PILImage.registered_extensions().get(path.suffix.lower())
-            if image.format != expected:
-                conversion = f"{image.format} data under a {path.suffix} name"
-            elif image.mode != "RGB":
-                conversion = f"{image.mode} image"
-            else:
-                conversion = ""
-            return image.width, image.height, conversion
+            conversions = [f"{image.format} data under a {path.suffix} name"] if image.format != expected else []
+            if image.mode in HIGH_BIT_MODES:
+                with PILImage.open(path) as again:  # a verified PNG cannot be decoded any more
+                    conversions.append(_eight_bits(again)[1])
+            elif image.mode != "RGB" and not conversions:
+                conversions.append(f"{image.mode} image")
+            return Picture(image.width, image.height, _orientation_tag(path, image), conversions)
     except (OSError, SyntaxError, ValueError, PILImage.DecompressionBombError) as error:
         raise ItemError(f"{path}: unreadable image ({error})") from None
 
 
-def _store_image(source: Path, out_dir: Path, item_id: str, conversion: str) -> str:
-    """Copies the image byte for byte, or writes it as an RGB PNG when it needs `conversion`."""
-    file_name = f"images/{item_id}{'.png' if conversion else source.suffix.lower()}"
+def _orientation_tag(path: Path, image: PILImage.Image) -> int:
+    """The EXIF orientation PIL's `ImageOps.exif_transpose` (and so `load_image`) applies to the file, 1 for none.
+
+    For a PNG, PIL's getexif() decodes the pixels (its EXIF may follow them), the cost `verify` saves: a PNG is
+    asked only when its bytes name a chunk that may hold an orientation (a match by chance costs a decode).
+    """
+    if image.format != "PNG":
+        orientation = image.getexif().get(ORIENTATION, 1)
+    else:
+        data = path.read_bytes()
+        if not any(name in data for name in PNG_ORIENTATION_CHUNKS):
+            return 1
+        with PILImage.open(path) as again:  # a verified PNG cannot be read any further
+            orientation = again.getexif().get(ORIENTATION, 1)
+    return orientation if orientation in range(2, 9) else 1  # other values mean nothing to exif_transpose
+
+
+def _eight_bits(image: PILImage.Image) -> tuple[np.ndarray, str]:
+    """A high-bit-depth (`HIGH_BIT_MODES`) grayscale image as 8-bit values, and the conversion's reason.
+
+    The values are read as the smallest bit depth from 8 up that holds the image's maximum (float values up
+    to 1 as fractions of 1) and scaled from that full range to 0..255: full-range 16-bit data is divided by
+    257, a 12-bit sensor's by 4095 / 255. Dividing every image by 257 would leave 10- or 12-bit data nearly
+    black, and scaling each by its own maximum would change the brightness from image to image of one camera.
+    Negative values become 0.
+    """
+    values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    top = float(values.max()) if values.size else 0.0
+    if image.mode == "F" and top <= 1:
+        full, depth = 1.0, "fractions of 1"
+    else:
+        bits = max(8, int(np.ceil(top)).bit_length())
+        full, depth = 2.0**bits - 1, f"{bits}-bit"
+    pixels = np.round(np.clip(values, 0, full) * (255 / full)).astype(np.uint8)
+    return pixels, f"{image.mode} image: values up to {top:g} read as {depth}, scaled to 8 bits"
+
+
+def _store_image(source: Path, out_dir: Path, item_id: str, sample: Sample) -> str:
+    """Copies the image byte for byte, or writes it as an RGB PNG when it needs a conversion: in the orientation
+    its annotations use, with no orientation tag left for a loader to apply again."""
+    file_name = f"images/{item_id}{'.png' if sample.conversion else source.suffix.lower()}"
     target = out_dir / file_name
     target.parent.mkdir(parents=True, exist_ok=True)
-    if conversion:
+    if sample.conversion:
         with PILImage.open(source) as image:
-            image.convert("RGB").save(target)
+            if sample.transpose:
+                image = ImageOps.exif_transpose(image)
+            if image.mode in HIGH_BIT_MODES:
+                image = PILImage.fromarray(_eight_bits(image)[0])
+            image.convert("RGB").save(target)  # PIL writes a PNG's EXIF only when asked to
     else:
         shutil.copyfile(source, target)
     return file_name
 
 
+
 def _instances(item, height: int, width: int, skipped: list) -> list[tuple[int, bool, dict]]:
     """(label, is crowd, RLE) per object of `item`; objects Datumaro split into parts (one group) are merged.
 
-    Objects the benchmark cannot use (no mask, an empty mask, no label) go to `skipped` with the reason.
+    Objects the benchmark cannot use (no mask, an empty mask, polygons outside the image, no label) go to
+    `skipped` with the reason.
     """
     skipped += [{"image": item.id, "reason": reason} for reason in item.attributes.get("skipped_objects", [])]
     parts, boxes = {}, []
@@ -206,7 +319,10 @@ def _instances(item, height: int, width: int, skipped: list) -> list[tuple[int, 
             continue
         rle = mask_utils.merge([_rle(ann, height, width) for ann in anns])
         if mask_utils.area(rle) == 0:
-            skipped.append({"image": item.id, "reason": "an empty mask"})
+            polygons = [a.points for a in anns if isinstance(a, Polygon)]
+            outside = len(polygons) == len(anns) and outside_image(polygons, width, height)
+            reason = f"annotation {first.id}: {outside}" if outside else "an empty mask"
+            skipped.append({"image": item.id, "reason": reason})
             continue
         objects.append((first.label, bool(first.attributes.get("is_crowd", False)), rle))
     return objects
@@ -249,6 +365,38 @@ def check_losses(kept: Counter, skipped: list, subsets: dict) -> None:
                   flush=True)
 
 
+def check_overlaps(samples: dict, subsets: dict) -> list:
+    """Refuses an image that two subsets of different roles share, or an item id that names two files; keeps
+    once an image that two subsets of one role share, and returns its other listings as `skipped_images` entries.
+
+    An image is its file (the resolved path): the same file in two roles would be trained on and tested on.
+    The item id counts too because prepared images are stored by it: two files of one id would overwrite
+    each other. `samples` maps (subset, item id) to a `Sample`; subsets that `subsets` does not use are ignored.
+    """
+    files, ids = {}, {}
+    for subset, item_id in sorted(key for key in samples if key[0] in subsets):
+        path = Path(samples[subset, item_id].item.media.path).resolve()
+        files.setdefault(path, []).append((subset, item_id))
+        ids.setdefault(item_id, {}).setdefault(path, subset)
+    roles = {path: sorted({subsets[s] for s, _ in keys}, key=ROLES.index) for path, keys in files.items()}
+    problems = [f"{path} is in subsets " + " and ".join(f"{s!r} ({subsets[s]})" for s, _ in keys)
+                + f": the same image would be in {' and '.join(roles[path])}" for path, keys in files.items()
+                if len(roles[path]) > 1]
+    problems += [f"item id {item_id!r} names " + " and ".join(f"{path} (subset {s!r})" for path, s in paths.items())
+                 + ": prepared images are stored by item id" for item_id, paths in ids.items() if len(paths) > 1]
+    if problems:
+        more = [f"and {len(problems) - 5} more"] if len(problems) > 5 else []
+        raise DatasetLayoutError("an image must be in one role only, and an item id name one file:\n"
+                                 + "\n".join("    " + line for line in problems[:5] + more))
+    dropped = []
+    for path, keys in files.items():
+        for subset, item_id in keys[1:]:
+            del samples[subset, item_id]
+            dropped.append({"image": item_id, "subset": subset,
+                            "reason": f"{path} is in subset {keys[0][0]!r} too, of the same role: kept once"})
+    return dropped
+
+
 def prepare(format: str, root: Path, out_dir: Path, options: dict, subsets: dict, subsample: float,
             val_ratio: float, test_ratio: float, seed: int) -> dict:
     """The whole stage: import, check, split, export. Returns the statistics also written to stats.json."""
@@ -264,6 +412,7 @@ def prepare(format: str, root: Path, out_dir: Path, options: dict, subsets: dict
             samples[item.subset, item.id] = check_item(item)
         except ItemError as error:
             skipped.append({"image": item.id, "subset": item.subset, "reason": str(error)})
+    skipped += check_overlaps(samples, subsets)
     check_losses(Counter(subset for subset, _ in samples), skipped, subsets)
     labels = [c.name for c in dataset.categories()[AnnotationType.label]]
     roles = assign_roles([s.item for s in samples.values()], dataset.categories(), subsets, subsample, val_ratio,

@@ -2,6 +2,7 @@
 with a message naming the file. Fixtures are in the owners' layouts (pipelines/datasets/demo.py)."""
 
 import json
+import shutil
 
 import numpy as np
 import pycocotools.mask as mask_utils
@@ -11,6 +12,8 @@ from PIL import Image
 from pipelines.datasets import demo
 from pipelines.datasets.layout import DatasetLayoutError
 from pipelines.datasets.prepare import prepare
+from pipelines.inference import load_image
+from pipelines.report import tables
 
 PETS = dict(format="oxford_pets", options={}, subsets={"trainval": "train", "test": "test"}, subsample=1.0,
             val_ratio=0.25, test_ratio=0.2, seed=0)
@@ -210,3 +213,175 @@ def test_a_subset_that_loses_most_images_is_warned_about(user_coco, tmp_path, ca
     printed = capsys.readouterr().out
     assert "warning: 6 of 9 images of subset 'train' were left out:\n    5 x <file>: unreadable image" in printed
     assert "1 x <file> lists <file>, which is missing, e.g. labels/train.json lists " in printed
+
+
+# What a user's own data does to the numbers when nothing stops it: each case is refused or recorded.
+
+COCO_SPLITS = {"train": "train", "test": "test"}
+DEMO_COCO = {"annotations": {"train": "labels/train.json", "test": "labels/test.json"}, "image_root": "photos"}
+
+
+@pytest.fixture
+def demo_coco(tmp_path):
+    root = tmp_path / "coco"
+    demo.make_coco_json(root, 8, 4, seed=0)
+    return root
+
+
+def edit_json(path, change) -> None:
+    coco = json.loads(path.read_text())
+    change(coco)
+    path.write_text(json.dumps(coco))
+
+
+def prepared(out) -> dict:
+    """file name -> (image record, its annotations) over all prepared splits."""
+    found = {}
+    for role in ("train", "val", "test"):
+        coco = json.loads((out / f"{role}.json").read_text())
+        for image in coco["images"]:
+            found[image["file_name"]] = (image, [a for a in coco["annotations"] if a["image_id"] == image["id"]])
+    return found
+
+
+def union(segmentations, height, width) -> np.ndarray:
+    mask = np.zeros((height, width), bool)
+    for segmentation in segmentations:
+        if isinstance(segmentation, list):
+            segmentation = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+        mask |= mask_utils.decode(segmentation).astype(bool)
+    return mask
+
+
+def test_coco_json_with_two_images_of_one_id_is_refused(demo_coco, tmp_path):
+    train = demo_coco / "labels" / "train.json"
+    edit_json(train, lambda coco: coco["images"][3].update(id=coco["images"][1]["id"]))
+    with pytest.raises(DatasetLayoutError) as error:
+        prepare("coco_json", demo_coco, tmp_path / "out", DEMO_COCO, COCO_SPLITS, 1.0, 0.25, 0.2, 0)
+    assert str(error.value) == (f"{train}: image ids [1] are each listed more than once in `images`; "
+                                "an id must name one image")
+    # One file under two ids, or two files of one name but for the extension, would be stored as one image.
+    edit_json(train, lambda coco: coco["images"][3].update(id=3, file_name="train_0001.png"))
+    with pytest.raises(DatasetLayoutError) as error:
+        prepare("coco_json", demo_coco, tmp_path / "out", DEMO_COCO, COCO_SPLITS, 1.0, 0.25, 0.2, 0)
+    assert str(error.value).startswith(f"{train}: file names ['train_0001.jpg', 'train_0001.png'] (ids [1, 3]) "
+                                       "give item id 'train_0001': ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_image_in_two_roles_is_refused_and_one_in_two_subsets_of_a_role_kept_once(tmp_path):
+    root = tmp_path / "pets"
+    demo.make_pets(root, 12, 4, seed=0)
+    trainval, test = root / "annotations" / "trainval.txt", root / "annotations" / "test.txt"
+    first = trainval.read_text().splitlines()[0]
+    test.write_text(test.read_text() + first + "\n")  # listed in both official lists
+    name = first.split()[0]
+    with pytest.raises(DatasetLayoutError) as error:
+        prepare(root=root, out_dir=tmp_path / "out", **PETS)
+    assert str(error.value) == (
+        "an image must be in one role only, and an item id name one file:\n"
+        f"    {(root / 'images' / f'{name}.jpg').resolve()} is in subsets 'test' (test) and 'trainval' (train): "
+        "the same image would be in train and test")
+    # Both lists used for training: the image is trained on once, and the second listing is named.
+    stats = prepare(root=root, out_dir=tmp_path / "out", **{**PETS, "subsets": {"trainval": "train", "test": "train"}})
+    assert stats["skipped_images"] == [{"image": name, "subset": "trainval", "reason":
+                                        f"{(root / 'images' / f'{name}.jpg').resolve()} is in subset 'test' too, "
+                                        "of the same role: kept once"}]
+    assert sum(s["images"] for s in stats["splits"].values()) == 16
+
+
+def test_two_files_of_one_item_id_in_two_subsets_are_refused(demo_coco, tmp_path):
+    """Prepared images are stored by item id: a second file of the same id would overwrite the first."""
+    shutil.copytree(demo_coco / "photos", demo_coco / "other")
+    edit_json(demo_coco / "labels" / "train.json", lambda coco: coco["images"][0].update(file_name="test_0000.jpg"))
+    options = {**DEMO_COCO, "image_root": {"train": "photos", "test": "other"}}
+    with pytest.raises(DatasetLayoutError) as error:
+        prepare("coco_json", demo_coco, tmp_path / "out", options, COCO_SPLITS, 1.0, 0.25, 0.2, 0)
+    assert str(error.value).splitlines()[1] == (
+        f"    item id 'test_0000' names {(demo_coco / 'other' / 'test_0000.jpg').resolve()} (subset 'test') and "
+        f"{(demo_coco / 'photos' / 'test_0000.jpg').resolve()} (subset 'train'): prepared images are stored by item id")
+
+
+def test_exif_orientation_follows_the_annotations_size(demo_coco, tmp_path):
+    """A phone photo: pixels stored turned, with EXIF orientation 6 (turn a quarter clockwise to show it)."""
+    photos, train = demo_coco / "photos", demo_coco / "labels" / "train.json"
+    coco = json.loads(train.read_text())
+    names = [i["file_name"] for i in coco["images"] if any(a["image_id"] == i["id"] for a in coco["annotations"])]
+    shown = {name: np.asarray(Image.open(photos / name)) for name in names[:3]}  # 120 x 160, as annotated
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    as_shown, as_stored, no_size = names[:3]
+    for name in (as_shown, no_size):  # stored a quarter turn back; viewers turn it to what was annotated
+        Image.fromarray(shown[name]).transpose(Image.Transpose.ROTATE_90).save(photos / name, quality=95, exif=exif)
+    Image.fromarray(shown[as_stored]).save(photos / as_stored, quality=95, exif=exif)  # annotated as stored
+    edit_json(train, lambda c: [(i.pop("width"), i.pop("height")) for i in c["images"] if i["file_name"] == no_size])
+    out = tmp_path / "out"
+    stats = prepare("coco_json", demo_coco, out, DEMO_COCO, COCO_SPLITS, 1.0, 0.25, 0.2, 0)
+    stem = lambda name: name.rsplit(".", 1)[0]  # noqa: E731
+    assert {k: v for k, v in reasons(stats, "converted").items() if k in map(stem, names)} == {
+        stem(as_shown): "EXIF orientation 6 applied: the annotations are 120 x 160, the image's size as shown",
+        stem(as_stored): "EXIF orientation 6 ignored: the annotations are 120 x 160, the image's size as stored",
+        # Without a size in the json the importer draws the polygons on the image as viewers show it.
+        stem(no_size): "EXIF orientation 6 applied: the annotations are 120 x 160, the image's size as shown"}
+    objects = {a["image_id"]: [] for a in coco["annotations"]}
+    for a in coco["annotations"]:
+        objects[a["image_id"]].append(a["segmentation"])
+    ids = {i["file_name"]: i["id"] for i in coco["images"]}
+    images = prepared(out)
+    for name in (as_shown, as_stored, no_size):
+        image, anns = images[f"images/{stem(name)}.png"]
+        assert (image["width"], image["height"]) == (160, 120)
+        pixels = load_image(out / image["file_name"])  # what training and evaluation read
+        assert Image.open(out / image["file_name"]).getexif().get(0x0112) is None
+        assert np.abs(pixels.astype(int) - shown[name]).mean() < 4
+        # The prepared masks lie on the objects' true pixels.
+        truth = union(objects[ids[name]], 120, 160)
+        mask = union([a["segmentation"] for a in anns], 120, 160)
+        assert (mask & truth).sum() / (mask | truth).sum() > 0.95
+    # `predict` on the user's raw photo sees it as viewers do.
+    assert load_image(photos / as_shown).shape == (120, 160, 3)
+    shown_in_report = tables.left_out({"mine": stats}, limit=100)
+    assert set(shown_in_report[shown_in_report["what"] == "converted image"]["image"]) >= set(map(stem, names[:3]))
+
+
+def test_16_bit_images_keep_their_contrast(demo_coco, tmp_path):
+    photos, train = demo_coco / "photos", demo_coco / "labels" / "train.json"
+    gray = {name: np.asarray(Image.open(photos / name).convert("L")) for name in ("train_0000.jpg", "train_0001.jpg")}
+    twelve = gray["train_0000.jpg"].astype(np.uint16) * 16        # a 12-bit sensor's values
+    full = gray["train_0001.jpg"].astype(np.uint16) * 257         # full-range 16-bit
+    assert 2048 <= twelve.max() < 4096
+    Image.fromarray(twelve).save(photos / "train_0000.png")
+    Image.fromarray(full).save(photos / "train_0001.png")
+    assert Image.open(photos / "train_0000.png").mode == "I;16"
+    edit_json(train, lambda coco: [i.update(file_name=i["file_name"].replace(".jpg", ".png")) for i in coco["images"]
+                                   if i["file_name"] in gray])
+    out = tmp_path / "out"
+    stats = prepare("coco_json", demo_coco, out, DEMO_COCO, COCO_SPLITS, 1.0, 0.25, 0.2, 0)
+    converted = reasons(stats, "converted")
+    assert converted["train_0000"] == f"I;16 image: values up to {twelve.max()} read as 12-bit, scaled to 8 bits"
+    assert converted["train_0001"] == f"I;16 image: values up to {full.max()} read as 16-bit, scaled to 8 bits"
+    for name, original in gray.items():
+        pixels = load_image(out / "images" / name.replace(".jpg", ".png"))
+        assert (pixels == 255).mean() < 0.01 and pixels.std() > 10
+        assert np.abs(pixels[..., 0].astype(int) - original).max() <= 1  # the same picture, in 8 bits
+
+
+def test_an_object_outside_its_image_is_skipped_by_annotation_id(demo_coco, tmp_path):
+    train = demo_coco / "labels" / "train.json"
+
+    def add_outside(coco):
+        image = coco["images"][0]["id"]
+        for ann_id, polygon in ((901, [200, 10, 230, 10, 230, 40]), (902, [-50, -30, -10, -30, -10, -5])):
+            coco["annotations"].append({"id": ann_id, "image_id": image, "category_id": 0, "iscrowd": 0,
+                                        "segmentation": [polygon], "bbox": [0, 0, 1, 1], "area": 1})
+    edit_json(train, add_outside)
+    stats = prepare("coco_json", demo_coco, tmp_path / "out", DEMO_COCO, COCO_SPLITS, 1.0, 0.25, 0.2, 0)
+    skipped = [e for split in stats["splits"].values() for e in split["skipped_objects"]]
+    assert skipped == [
+        {"image": "train_0000", "reason": "labels/train.json: annotation 901: the polygon lies entirely outside the "
+                                          "image (x 200 to 230, y 10 to 40; the image is 160 wide, 120 high)"},
+        {"image": "train_0000", "reason": "labels/train.json: annotation 902: the polygon lies entirely outside the "
+                                          "image (x -50 to -10, y -30 to -5; the image is 160 wide, 120 high)"}]
+    shown_in_report = tables.left_out({"mine": stats})
+    assert list(shown_in_report["what"]) == ["skipped object", "skipped object"]
+    assert tables.datasets({"mine": stats})["skipped objects"].sum() == 2
