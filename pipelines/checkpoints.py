@@ -11,12 +11,14 @@ import torch
 
 from pipelines.config import TemplateSpec
 from pipelines.engines.contract import Loaded, ModelAdapter
+from pipelines.files import write_atomic
 from pipelines.inference import template_input
 
 
 def save(path: Path, weights: dict, spec, labels: list, epoch: int) -> None:
-    """Writes a `model.pt`: the weights of `epoch`, template `spec` as trained, the labels."""
-    torch.save({"model": weights, "template": asdict(spec), "labels": labels, "epoch": epoch}, path)
+    """Writes a `model.pt`, whole or not at all: the weights of `epoch`, template `spec` as trained, the labels."""
+    state = {"model": weights, "template": asdict(spec), "labels": labels, "epoch": epoch}
+    write_atomic(path, lambda staged: torch.save(state, staged))
 
 
 def restore(checkpoint: Path, adapter: ModelAdapter):

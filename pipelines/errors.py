@@ -156,7 +156,9 @@ def judge(split_json: Path, results: list, iou_type: str) -> Judged:
         fixed[detection] = objs["label"][key]
     matched = np.asarray(objs["matched"], bool)
     missed = ~matched & ~np.isin(np.arange(len(matched)), list(best))
-    return Judged(*(np.asarray(dets[f]) for f in ("image", "score", "label")), np.asarray(dets["tp"], bool),
+    # Typed: with no detection at all (a model that finds nothing) the lists are empty and would become floats.
+    return Judged(np.asarray(dets["image"], int), np.asarray(dets["score"], float), np.asarray(dets["label"], int),
+                  np.asarray(dets["tp"], bool),
                   np.asarray(dets["ignored"], bool), np.asarray(dets["error"], int), fixed,
                   np.asarray(dets["area"], float), np.asarray(objs["image"], int), np.asarray(objs["label"], int),
                   matched, missed, np.asarray(objs["area"], float), classes=len(classes), images=len(per_image))
@@ -190,7 +192,9 @@ def _class_ap(score, tp, image, objects, weights) -> np.ndarray:
 
 
 def average_precision(points: Points, classes: int, weights: np.ndarray) -> np.ndarray:
-    """`[B]` mAP at IoU 0.5 in percent under image `weights`: the mean over classes with a point or an object."""
+    """`[B]` mAP at IoU 0.5 in percent under image `weights`: the mean over classes with a point or an object; 0 where
+    no class has either (as tidecv's compute_mAP counts it; its get_mAP, which its dAPs use, divides by zero there),
+    e.g. once an oracle drops the missed objects of a model that detects nothing."""
     total, counted = np.zeros(len(weights)), np.zeros(len(weights))
     for c in range(classes):
         mine, theirs = points.label == c, points.gt_label == c
@@ -199,7 +203,7 @@ def average_precision(points: Points, classes: int, weights: np.ndarray) -> np.n
         ap = _class_ap(points.score[mine], points.tp[mine], points.image[mine], objects, weights)
         total, counted = total + np.where(present, ap, 0), counted + present
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counted > 0, total / counted, np.nan)
+        return np.where(counted > 0, total / counted, 0.0)
 
 
 def fixed(judged: Judged, fix: str) -> Points:

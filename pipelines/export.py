@@ -12,6 +12,7 @@ import openvino as ov
 import torch
 
 from pipelines.cells import IR_FILE
+from pipelines.files import write_atomic
 from pipelines.inference import InputSpec
 from pipelines.ir import INFO, OUTPUTS, read_info, write_info
 from pipelines.precisions import PRECISIONS
@@ -19,10 +20,13 @@ from pipelines.precisions import PRECISIONS
 
 def convert(graph: torch.nn.Module, example: np.ndarray, labels: list, input_spec: dict,
             score_threshold: float) -> ov.Model:
-    """Traces `graph` on `example` (an input that yields detections) into an OpenVINO model with its metadata.
+    """Traces `graph` on `example` (any preprocessed input) into an OpenVINO model with its metadata.
 
-    The IR's input has the spec's fixed shape, or a dynamic height and width where the shape follows the
-    image (keep_ratio)."""
+    The example need not yield detections: NMS, the one step whose Python code branches on an empty input
+    (torchvision's batched_nms, in both engines' graphs), is scripted while tracing, so its branch stays in the
+    graph, and the IR of a model that detects nothing on the example is the one it would have been otherwise
+    (tests/test_export.py checks it against PyTorch). The IR's input has the spec's fixed shape, or a dynamic
+    height and width where the shape follows the image (keep_ratio)."""
     graph.eval()
     shape = InputSpec.from_dict(input_spec).fixed_shape or (1, 3, -1, -1)
     # torchvision's detection code warns that some Python values become trace constants; the ones that
@@ -40,15 +44,17 @@ def convert(graph: torch.nn.Module, example: np.ndarray, labels: list, input_spe
 
 def write(model: ov.Model, folder: Path, precision: str, calibration: list = (), float_scopes: tuple = ()) -> Path:
     """Writes the IR of `precision` (a key of PRECISIONS) into `folder`/<precision>/ and returns its .xml; the
-    converted `model` is the FP32 graph, which INT8 quantization reads back from `folder`/fp32 (written first)."""
+    converted `model` is the FP32 graph, which INT8 quantization reads back from `folder`/fp32 (written first).
+
+    The precision's folder is written whole or not at all (pipelines.files): a reader opens model.xml and then
+    model.bin, so the two are renamed into place together, as their folder."""
     found = PRECISIONS[precision]
-    xml = folder / precision / IR_FILE
-    xml.parent.mkdir(parents=True, exist_ok=True)
     if found.weights == "int8":
         model = quantize_int8(folder / "fp32" / IR_FILE, list(calibration), float_scopes)
     write_info(model, inference_precision=found.compute)
-    ov.save_model(model, xml, compress_to_fp16=found.weights == "f16")
-    return xml
+    write_atomic(folder / precision, lambda staged: ov.save_model(model, staged / IR_FILE,
+                                                                  compress_to_fp16=found.weights == "f16"))
+    return folder / precision / IR_FILE
 
 
 # Layers that carry weights: the ones worth running in INT8.

@@ -10,11 +10,18 @@ import argparse
 import json
 from pathlib import Path
 
+from PIL import Image
+
+from pipelines.cli import run
+from pipelines.files import write_atomic, write_text_atomic
 from pipelines.inference import InputSpec, load_image, predict_image
 from pipelines.ir import OpenVinoPredictor
 from pipelines.visualize import overlay
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+# What Pillow raises for a file that holds no whole image: OSError (unreadable, truncated, not an image format it
+# knows), SyntaxError (a corrupt PNG or other plugin's file), DecompressionBombError (too many pixels to decode).
+UNREADABLE = (OSError, SyntaxError, Image.DecompressionBombError)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -49,21 +56,31 @@ def main(args=None) -> None:
     spec = InputSpec.from_dict(predictor.input_spec)
     threshold = predictor.score_threshold if args.score_threshold is None else args.score_threshold
     (args.out / "overlays").mkdir(parents=True, exist_ok=True)
-    images, predictions = [], []
+    images, predictions, skipped = [], [], 0
     files = image_files(args.images)
-    for image_id, path in enumerate(files, 1):
-        pixels = load_image(path)
+    for number, path in enumerate(files, 1):
+        try:
+            pixels = load_image(path)
+        except UNREADABLE as error:  # one bad file among a user's photos: the others still get their predictions
+            skipped += 1
+            print(f"[{number}/{len(files)}] skipped {path}: unreadable, truncated or not an image ({error})",
+                  flush=True)
+            continue
+        image_id = len(images) + 1
         results = predict_image(predictor, pixels, spec, threshold, image_id)
         images.append({"id": image_id, "file_name": str(path), "height": pixels.shape[0], "width": pixels.shape[1]})
         predictions += results
         shown = [r for r in results if r["score"] >= args.show_threshold]
-        overlay(pixels, shown, predictor.labels).save(args.out / "overlays" / f"{path.stem}.png")
-        print(f"[{image_id}/{len(files)}] {path}: {len(results)} objects", flush=True)
+        write_atomic(args.out / "overlays" / f"{path.stem}.png", overlay(pixels, shown, predictor.labels).save)
+        print(f"[{number}/{len(files)}] {path}: {len(results)} objects", flush=True)
+    if not images:
+        raise SystemExit(f"predict: none of the {len(files)} images could be read (see above); nothing written")
     categories = [{"id": i + 1, "name": name} for i, name in enumerate(predictor.labels)]
-    (args.out / "predictions.json").write_text(json.dumps(
+    write_text_atomic(args.out / "predictions.json", json.dumps(
         {"images": images, "categories": categories, "annotations": predictions}))
-    print(f"wrote {args.out / 'predictions.json'} and {len(files)} overlays")
+    print(f"wrote {args.out / 'predictions.json'} and {len(images)} overlays"
+          + (f"; skipped {skipped} unreadable images (named above)" if skipped else ""))
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from pipelines import cells, checkpoints, devices, inference
 from pipelines.engines.contract import ModelAdapter, TrainResult
 from pipelines.evaluation import coco_metrics
+from pipelines.files import write_atomic
 
 
 
@@ -243,12 +244,6 @@ def _load_resume(path: Path, expected: str, log):
     return state
 
 
-def _save_atomically(state: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a kill while saving leaves the previous epoch's file whole
-
-
 def _device(log=print):
     """The CPU, or the GPU this process claims (pipelines.devices): under torchrun the one it was given."""
     if not torch.cuda.is_available():
@@ -318,8 +313,9 @@ def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, log=print,
             sampler.set_epoch(training.epoch + 1)
         record = _epoch(training, loader, step_lr, data_dir, world, rank, resume_file)
         if rank == 0:
-            _save_atomically({"fingerprint": key, "training": training.state(), "scheduler": scheduler.state_dict()},
-                             resume_file)
+            # Whole or not at all: a kill while saving leaves the previous epoch's file.
+            state = {"fingerprint": key, "training": training.state(), "scheduler": scheduler.state_dict()}
+            write_atomic(resume_file, lambda staged: torch.save(state, staged))
             on_epoch(record)
             loss = sum(v for k, v in record.items() if k.startswith("loss"))
             log(f"epoch {record['epoch']}/{spec.epochs}: loss {loss:.3f}, val segm mAP {record['val_segm_map']:.1f}, "

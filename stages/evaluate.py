@@ -8,8 +8,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pipelines import checkpoints, complexity, engines
+from pipelines.cli import run
 from pipelines.config import load_params
 from pipelines.errors import worst_images
+from pipelines.files import write_atomic, write_text_atomic
 from pipelines.inference import template_input
 from pipelines.scoring import score
 from pipelines.speed import machine
@@ -45,18 +47,17 @@ def main(args=None) -> None:
                    params.speed)
     metrics = {**scored.metrics, **complexity.count(model, adapter, spec.input_size),
                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), **machine()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(metrics, indent=2))
-    args.per_class.write_text(json.dumps(scored.per_class, indent=2))
-    args.replicates.write_text(json.dumps(scored.replicates))
-    args.errors.write_text(json.dumps(scored.errors))
+    write_text_atomic(args.out, json.dumps(metrics, indent=2))
+    write_text_atomic(args.per_class, json.dumps(scored.per_class, indent=2))
+    write_text_atomic(args.replicates, json.dumps(scored.replicates))
+    write_text_atomic(args.errors, json.dumps(scored.errors))
     split = json.loads(args.test.read_text())
-    examples(split, args.test.parent, scored.results, args.example_count, args.show_threshold).save(args.examples,
-                                                                                                  quality=90)
+    picture = examples(split, args.test.parent, scored.results, args.example_count, args.show_threshold)
+    write_atomic(args.examples, lambda staged: picture.save(staged, quality=90))
     worst = worst_images(scored.errors["deploy"]["areas"], args.example_count)
     threshold = metrics["deploy_threshold"] if metrics["deploy_threshold"] is not None else args.show_threshold
-    examples(split, args.test.parent, scored.results, args.example_count, threshold, image_ids=worst).save(
-        args.error_examples, quality=90)
+    worst_picture = examples(split, args.test.parent, scored.results, args.example_count, threshold, image_ids=worst)
+    write_atomic(args.error_examples, lambda staged: worst_picture.save(staged, quality=90))
     print(f"PyTorch on {args.test}: segm mAP {metrics['segm_map']:.2f} [{metrics['segm_map_low']:.2f}, "
           f"{metrics['segm_map_high']:.2f}], bbox mAP {metrics['bbox_map']:.2f}, F1 {metrics['deploy_f1']:.1f} at "
           f"score {metrics['deploy_threshold']}, {metrics['gflops']} GFLOPs, {metrics['params_m']} M params, "
@@ -64,4 +65,4 @@ def main(args=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from pipelines import checkpoints, engines
+from pipelines.cli import run
 from pipelines.config import load_params
 from pipelines.export import convert, write
 from pipelines.inference import load_image, preprocess
@@ -38,21 +38,13 @@ def inputs(split_json: Path, input_spec, count: int, seed: int = 0) -> list:
     return [preprocess(load_image(split_json.parent / images[i]["file_name"]), input_spec)[0] for i in sorted(chosen)]
 
 
-def trace_input(graph, split_json: Path, input_spec) -> np.ndarray:
-    """The first image of the split on which the graph detects something: tracing needs detections."""
-    for batch in inputs(split_json, input_spec, count=len(json.loads(split_json.read_text())["images"])):
-        with torch.no_grad():
-            if len(graph(torch.from_numpy(batch))[1]):
-                return batch
-    raise RuntimeError(f"the model detects nothing on any image of {split_json}; cannot trace it for export")
-
-
 def main(args=None) -> None:
     args = parser().parse_args(args)
     params = load_params()
     engine = params.templates[args.template].engine
     loaded = checkpoints.load(args.model, engines.adapter(engine))
-    example = trace_input(loaded.graph, args.data / "val.json", loaded.input_spec)
+    # Any image traces (pipelines.export.convert): a model that detects nothing on any of them exports too.
+    (example,) = inputs(args.data / "val.json", loaded.input_spec, count=1)
     model = convert(loaded.graph, example, loaded.labels, loaded.input_spec.to_dict(), loaded.score_threshold)
     precisions = ["fp32"] + [p for p in params.export["precisions"] if p != "fp32"]
     quantized = any(PRECISIONS[p].weights == "int8" for p in precisions)
@@ -64,4 +56,4 @@ def main(args=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -15,7 +15,9 @@ from functools import partial
 from pathlib import Path
 
 from pipelines import cells
+from pipelines.cli import run
 from pipelines.config import load_params
+from pipelines.files import write_text_atomic
 from pipelines.inference import InputSpec, load_image, predict_image
 from pipelines.ir import OpenVinoPredictor
 from pipelines.speed import CpuLoad, machine, side_by_side
@@ -71,11 +73,8 @@ def main(args=None) -> None:
         medians = ", ".join(f"{t} {sorted(v)[len(v) // 2]:.1f} ms" for t, v in measured["ms"].items())
         print(f"{dataset}: {medians} per image (other processes' share of the CPU: {measured['others_cpu_share']})",
               flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = args.out.with_name(args.out.name + ".tmp")
-    temporary.write_text(json.dumps(found, indent=1))
-    temporary.replace(args.out)
+    write_text_atomic(args.out, json.dumps(found, indent=1))
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -13,7 +13,9 @@ from pathlib import Path
 from dvclive import Live
 
 from pipelines import cells, engines, training
+from pipelines.cli import run
 from pipelines.config import load_params
+from pipelines.files import write_text_atomic
 
 
 def parser() -> argparse.ArgumentParser:
@@ -78,9 +80,9 @@ def main(args=None) -> None:
         return
     summary = {"best_epoch": result.best_epoch, "best_val_segm_map": result.best_val_segm_map,
                "epochs_run": len(result.history), "train_seconds": round(time.monotonic() - start, 1)}
-    (args.metrics / cells.TRAIN_FILE).write_text(json.dumps(summary, indent=2))
+    write_text_atomic(args.metrics / cells.TRAIN_FILE, json.dumps(summary, indent=2))
     print(f"best epoch {summary['best_epoch']}: val segm mAP {summary['best_val_segm_map']:.2f}")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -8,7 +8,9 @@ import argparse
 import json
 from pathlib import Path
 
+from pipelines.cli import run
 from pipelines.config import load_params
+from pipelines.files import write_text_atomic
 from pipelines.inference import InputSpec
 from pipelines.ir import OpenVinoPredictor
 from pipelines.scoring import first_input, score
@@ -35,14 +37,13 @@ def main(args=None) -> None:
     throughput = openvino_throughput(args.ir, first_input(args.test, spec), params.speed["throughput_seconds"],
                                      predictor.precision)
     metrics = {**scored.metrics, "throughput_fps": round(throughput, 2), "inference_precision": predictor.precision}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(metrics, indent=2))
-    args.replicates.write_text(json.dumps(scored.replicates))
-    args.errors.write_text(json.dumps(scored.errors))
+    write_text_atomic(args.out, json.dumps(metrics, indent=2))
+    write_text_atomic(args.replicates, json.dumps(scored.replicates))
+    write_text_atomic(args.errors, json.dumps(scored.errors))
     print(f"OpenVINO IR {args.ir} ({predictor.precision}) on {args.test}: segm mAP {metrics['segm_map']:.2f}, "
           f"bbox mAP {metrics['bbox_map']:.2f}, latency {metrics['latency_ms']} ms, "
           f"throughput {metrics['throughput_fps']} images/s")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,6 +125,44 @@ def test_predict_runs_from_the_ir_alone(exported, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out" / "overlays").iterdir()) == ["gray.png", "wide.png"]
 
 
+def test_predict_skips_an_unreadable_image_and_predicts_the_others(exported, tmp_path):
+    """A truncated JPEG and a file that is no image among a user's photos: each named with its reason, the others
+    predicted and written, exit status 0."""
+    from PIL import Image
+
+    from tests.conftest import ROOT
+    _, folder, rng = exported
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.jpg", "broken.jpg", "c.png"):
+        Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(photos / name)
+    whole = (photos / "broken.jpg").read_bytes()
+    (photos / "broken.jpg").write_bytes(whole[:len(whole) // 2])  # a copy cut short
+    (photos / "notes.png").write_text("not an image")
+    result = subprocess.run([sys.executable, "-m", "pipelines.predict", "--ir", str(folder / "fp32" / "model.xml"),
+                             "--images", str(photos), "--out", str(tmp_path / "out"), "--score-threshold", "0"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert f"skipped {photos / 'broken.jpg'}: unreadable, truncated or not an image (image file is truncated" \
+        in result.stdout
+    assert f"skipped {photos / 'notes.png'}: unreadable, truncated or not an image (" in result.stdout
+    assert "skipped 2 unreadable images" in result.stdout
+    predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert [Path(i["file_name"]).name for i in predictions["images"]] == ["a.jpg", "c.png"]
+    assert {a["image_id"] for a in predictions["annotations"]} == {1, 2}
+    assert sorted(p.name for p in (tmp_path / "out" / "overlays").iterdir()) == ["a.png", "c.png"]
+
+
+def test_predict_with_no_readable_image_says_so_and_writes_nothing(exported, tmp_path):
+    from pipelines import predict
+    _, folder, _ = exported
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "notes.jpg").write_text("not an image")
+    with pytest.raises(SystemExit, match="none of the 1 images could be read"):
+        predict.main(["--ir", str(folder / "fp32" / "model.xml"), "--images", str(tmp_path / "photos"),
+                      "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out" / "predictions.json").exists()
+
 def test_int8_keeps_box_arithmetic_in_float(exported):
     import openvino as ov
     _, folder, _ = exported
@@ -136,6 +175,28 @@ def test_int8_keeps_box_arithmetic_in_float(exported):
     assert in_heads and {n.get_type_name() for n in in_heads} <= {"Convolution", "ConvolutionBackpropData", "MatMul",
                                                                  "ShapeOf"}
 
+
+def test_an_export_killed_while_saving_leaves_the_previous_ir_whole(exported, tmp_path, monkeypatch):
+    """model.xml and model.bin are put in place together: never a partial model.bin beside a model.xml."""
+    import shutil
+
+    import openvino as ov
+    from pipelines.export import write
+
+    _, folder, _ = exported
+    shutil.copytree(folder / "fp32", tmp_path / "fp32")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "fp32").iterdir()}
+    model = ov.Core().read_model(tmp_path / "fp32" / "model.xml")
+
+    def killed(model, xml, **options):
+        xml.parent.mkdir(parents=True, exist_ok=True)
+        xml.with_suffix(".bin").write_bytes(bytes(1000))  # weights half written, no model.xml yet
+        raise KeyboardInterrupt
+    monkeypatch.setattr(ov, "save_model", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write(model, tmp_path, "fp32")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "fp32").iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["fp32"]
 
 @pytest.mark.slow
 def test_keep_ratio_ir_takes_each_images_own_shape(engine_spec, tmp_path):
@@ -163,3 +224,41 @@ def test_keep_ratio_ir_takes_each_images_own_shape(engine_spec, tmp_path):
         assert len(expected[1]) > 0 and [len(o) for o in found] == [len(o) for o in expected]
         for mine, theirs in zip(found, expected):
             assert np.allclose(mine, theirs, atol=1e-3)
+
+
+def test_an_ir_traced_where_the_model_detects_nothing_detects_what_pytorch_does(engine_spec, tmp_path):
+    """Tracing needs no detection on its example (pipelines.export.convert): the IR of a model traced on an image
+    where it finds nothing gives PyTorch's detections on the images where it finds some, and none elsewhere."""
+    from dataclasses import replace
+
+    from pipelines import checkpoints, engines
+    from pipelines.export import convert, write
+
+    spec, input_spec = engine_spec(score_threshold=0.0), InputSpec(size=96)
+    adapter = engines.adapter(spec.engine)
+    torch.manual_seed(0)
+    model = adapter.build(spec, 2)
+    rng = np.random.default_rng(0)
+    batches = [preprocess(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8), input_spec)[0] for _ in range(5)]
+    with torch.no_grad():
+        scores = [adapter.inference_graph(model, spec)(torch.from_numpy(b))[1].numpy() for b in batches]
+    # The threshold in the widest gap between scores, where some images' best score is below it and some above:
+    # no score lies near it, so the IR's float rounding cannot tip one across.
+    tops = sorted(s.max() for s in scores)
+    between = np.unique(np.concatenate(scores))
+    between = between[(between >= tops[0]) & (between <= tops[-1])]
+    gap = int(np.argmax(np.diff(between)))
+    threshold = float(between[gap:gap + 2].mean())
+    checkpoints.save(tmp_path / "model.pt", model.state_dict(), replace(spec, score_threshold=threshold), ["a", "b"], 1)
+    graph = checkpoints.load(tmp_path / "model.pt", adapter).graph
+    example = batches[int(np.argmin([s.max() for s in scores]))]
+    with torch.no_grad():
+        expected = [[t.numpy() for t in graph(torch.from_numpy(b))] for b in batches]
+        assert len(graph(torch.from_numpy(example))[1]) == 0
+    predictor = OpenVinoPredictor(write(convert(graph, example, ["a", "b"], input_spec.to_dict(), threshold), tmp_path,
+                                        "fp32"))
+    found = [predictor(b) for b in batches]
+    assert [len(f[1]) for f in found] == [len(e[1]) for e in expected]
+    assert 0 in [len(e[1]) for e in expected] and max(len(e[1]) for e in expected) > 0
+    for mine, theirs in zip(found, expected):
+        assert all(np.allclose(m, t, atol=1e-3) for m, t in zip(mine, theirs))

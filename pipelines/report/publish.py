@@ -1,18 +1,20 @@
 """Writing the report folder all at once: a report stage that fails or is killed leaves the previous one whole."""
 
-import os
 import shutil
 from pathlib import Path
+
+from pipelines.files import put_in_place, temporary
 
 
 def publish(out_dir: Path, texts: dict, drawings: dict, folders: dict) -> None:
     """Writes `texts` (relative path -> str), `drawings` (file name -> function drawing into a path) and `folders`
     (folder name -> {file name: source file to copy}) into `out_dir`. Everything is staged beside its final place
-    first and only then moved there; a folder is replaced whole, so none of its files is stale."""
+    first (pipelines.files names where) and only then moved there; a folder is replaced whole, so none of its files
+    is stale."""
     out_dir.mkdir(parents=True, exist_ok=True)
     staged = []
     for name, content in folders.items():
-        tmp = out_dir / f".{name}.tmp"
+        tmp = temporary(out_dir / name)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         for file_name, source in content.items():
@@ -21,14 +23,12 @@ def publish(out_dir: Path, texts: dict, drawings: dict, folders: dict) -> None:
     for name, text in texts.items():
         final = out_dir / name
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}.tmp")
+        tmp = temporary(final)
         tmp.write_text(text)
         staged.append((tmp, final))
     for name, draw in drawings.items():
-        tmp = out_dir / f".{name}.tmp{Path(name).suffix}"
+        tmp = temporary(out_dir / name)
         draw(tmp)
         staged.append((tmp, out_dir / name))
     for tmp, final in staged:
-        if tmp.is_dir():
-            shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        put_in_place(tmp, final)
