@@ -4,11 +4,13 @@ The file keeps the best validation epoch's weights, the template as trained (`Te
 labels; any engine's adapter rebuilds the model from them.
 """
 
+import pickle
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from pipelines.cli import UserError
 from pipelines.config import TemplateSpec
 from pipelines.engines.contract import Loaded, ModelAdapter
 from pipelines.files import write_atomic
@@ -23,7 +25,16 @@ def save(path: Path, weights: dict, spec, labels: list, epoch: int) -> None:
 
 def restore(checkpoint: Path, adapter: ModelAdapter):
     """The trained model a `model.pt` holds (in eval mode), its template and its labels."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if not Path(checkpoint).is_file():
+        raise UserError(f"{checkpoint} does not exist: the train stage writes it (`dvc repro`)")
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except (EOFError, RuntimeError, pickle.UnpicklingError) as error:
+        raise UserError(f"{checkpoint} is not a whole checkpoint ({error}); train it again (`dvc repro -f` of its "
+                        "train stage)") from None
+    if not isinstance(state, dict) or not {"model", "template", "labels"} <= set(state):
+        raise UserError(f"{checkpoint} is not a checkpoint the train stage wrote (it holds no model, template and "
+                        "labels)")
     # The trained weights replace any pretrained start, so none is loaded here.
     spec = TemplateSpec(**{**state["template"], "pretrained": "none"})
     model = adapter.build(spec, len(state["labels"]))

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
+from pipelines.cli import UserError
+
 RT_SECTION = "model_info"
 OUTPUTS = ("boxes", "scores", "labels", "masks")
 # What the runtime info holds, in JSON: the class names, the input spec (pipelines.inference.InputSpec), the
@@ -46,7 +48,15 @@ class OpenVinoPredictor:
 
     def __init__(self, xml_path: Path, device: str = "CPU"):
         core = ov.Core()
-        model = core.read_model(xml_path)
+        for path in (Path(xml_path), Path(xml_path).with_suffix(".bin")):
+            if not path.is_file():
+                raise UserError(f"{path} does not exist: an IR is a model.xml with its model.bin beside it, as the "
+                                "export stage writes them")
+        try:
+            model = core.read_model(xml_path)
+        except RuntimeError as error:
+            raise UserError(f"{xml_path} is not an IR OpenVINO can read ({str(error).splitlines()[0]}); export it "
+                            "again") from None
         info = read_info(model)
         self.labels, self.input_spec, self.score_threshold = info["labels"], info["input_spec"], info["score_threshold"]
         # OpenVINO's own default on CPUs with AMX or AVX512-BF16 is bf16 arithmetic whatever the IR holds;

@@ -43,3 +43,25 @@ def test_a_stage_given_bad_params_prints_what_is_wrong_and_exits_2(tmp_path):
     assert ran.returncode == 2 and "Traceback" not in ran.stderr
     assert ran.stderr == "prepare: params.yaml: templates.tv_lite0.epochs is -1: a whole number >= 1\n"
     assert not (tmp_path / "out").exists()
+
+
+def program(args, cwd, **env):
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+
+
+def test_a_cut_checkpoint_and_a_missing_ir_are_named_without_a_traceback(tmp_path):
+    """A model.pt cut short by a full disk, a model.xml whose model.bin is gone: the message names the file."""
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (tmp_path / "model.pt").write_bytes(b"PK\x03\x04 cut short")
+    evaluated = program(["stages.evaluate", "--template", "tv_lite0", "--model", "model.pt", "--test", "t.json",
+                         "--val", "v.json", "--out", "o.json", "--replicates", "r.json", "--per-class", "c.json",
+                         "--errors", "e.json", "--examples", "x.jpg", "--error-examples", "y.jpg"], tmp_path)
+    assert evaluated.returncode == 2 and "Traceback" not in evaluated.stderr
+    assert evaluated.stderr.startswith("evaluate: model.pt is not a whole checkpoint (")
+    (tmp_path / "ir").mkdir()
+    (tmp_path / "ir" / "model.xml").write_text("<net/>")
+    predicted = program(["pipelines.predict", "--ir", "ir/model.xml", "--images", ".", "--out", "out"], tmp_path)
+    assert predicted.returncode == 2 and "Traceback" not in predicted.stderr
+    assert predicted.stderr == ("predict: ir/model.bin does not exist: an IR is a model.xml with its model.bin beside "
+                                "it, as the export stage writes them\n")
