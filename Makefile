@@ -52,4 +52,4 @@ track: $(STAMP)
 # Experiments against their baselines (after `make benchmark` and `dvc exp run`s): per template, per dataset and
 # on average, the difference in test segm mAP with its paired 95% interval, and the params that differ.
 compare: $(STAMP)
-	python -m pipelines.compare
+	python -m pipelines.experiments

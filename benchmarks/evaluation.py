@@ -1,5 +1,5 @@
 """The project's COCO evaluation against pycocotools on one predictions file: same 12 stats, time; and what
-the bootstrap intervals (pipelines.confidence) and the error analysis (pipelines.errors) add to an evaluation.
+the bootstrap intervals (pipelines.confidence) and the error analysis (pipelines.tide) add to an evaluation.
 
     python -m benchmarks.evaluation [--images 300] [--cell tv_lite0-pets] [--resamples 1000]
 
@@ -96,7 +96,7 @@ def bootstrap_cost(cell: str, resamples: int) -> None:
     from pipelines import cells, checkpoints, engines
     from pipelines.cells import Cell
     from pipelines.config import load_params
-    from pipelines import errors
+    from pipelines import tide
     from pipelines.confidence import bootstrap, deployment
     from pipelines.inference import predict_split
 
@@ -113,7 +113,7 @@ def bootstrap_cost(cell: str, resamples: int) -> None:
     _, resampling = timed(lambda: bootstrap(test, results, resamples, 0))
     val_results, val_predicting = timed(lambda: predict(val))
     deploy, thresholding = timed(lambda: deployment(val, val_results, test, results))
-    analysed, analysing = timed(lambda: errors.analyse(test, results, deploy["deploy_threshold"], resamples, 0))
+    analysed, analysing = timed(lambda: tide.analyse(test, results, deploy["deploy_threshold"], resamples, 0))
     before = predicting + scoring
     print(f"\n{cell}: {len(json.loads(test.read_text())['images'])} test images, {len(results)} detections")
     print(f"test predictions {predicting:.2f} s, COCO scoring {scoring:.2f} s, bootstrap ({resamples} resamples, "

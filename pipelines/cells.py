@@ -2,12 +2,12 @@
 
     models/<cell>/model.pt                       train     the best validation epoch (resume.pt while it trains)
     models/<cell>/ir/<precision>/model.xml       export    one OpenVINO IR per precision (model.bin beside it)
-    metrics/<cell>/train.json                    train     best epoch, its validation mAP, epochs run, seconds
+    metrics/<cell>/training.json                 train     best epoch, its validation mAP, epochs run, seconds
     metrics/<cell>/live/                         train     DVCLive: the per-epoch curves, metrics.json (the kept
                                                            epoch's record) and params.yaml (the recipe as trained)
     metrics/<cell>/<runtime>.json                evaluate (pytorch), validate (ir_<precision>): test metrics
     metrics/<cell>/<runtime>_bootstrap.json      ...       their bootstrap replicates over test images
-    metrics/<cell>/<runtime>_errors.json         ...       the errors behind their mAP (pipelines.errors)
+    metrics/<cell>/<runtime>_errors.json         ...       the errors behind their mAP (pipelines.tide)
     metrics/<cell>/per_class.json                evaluate  per-class AP of the PyTorch model
     metrics/<cell>/predictions.jpg               evaluate  test images, ground truth beside predictions
     metrics/<cell>/errors.jpg                    evaluate  the test images with the most missed or false mask area
@@ -32,7 +32,7 @@ MODEL_FILE = "model.pt"
 RESUME_FILE = "resume.pt"
 IR_FOLDER = "ir"
 IR_FILE = "model.xml"
-TRAIN_FILE = "train.json"
+TRAINING_FILE = "training.json"
 LIVE_FOLDER = "live"
 RECIPE_FILE = f"{LIVE_FOLDER}/params.yaml"  # DVCLive's log_params
 # Where DVCLive (in the train stage's folder above) writes the curve of metric val/segm_map, one row per epoch.

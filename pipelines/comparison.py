@@ -5,9 +5,9 @@ reasons:
 - the test images: another test set of the same size would score differently. Each cell's evaluation wrote
   bootstrap replicates of its mAP over resampled test images (pipelines.confidence), the same resamples for
   every cell of a dataset, so replicate b of two templates is scored on the same images (paired);
-- the training: another seed trains another model. With 2 or 3 seeds a cell's own between-seed variance is a
-  poor estimate, so it is pooled twice. Over the templates of each dataset (`pooled`: the seeds' sample
-  variances weighted by their degrees of freedom); then over datasets by empirical Bayes (`moderated`, Smyth's
+- the training: another seed trains another model. With 2 or 3 seeds a template's own between-seed variance on
+  a dataset is a poor estimate, so it is pooled twice. Over the templates of each dataset (`pooled`: the seeds'
+  sample variances weighted by their degrees of freedom); then over datasets by empirical Bayes (`moderated`, Smyth's
   moderated variances, as limma does for genes): the datasets' variances are taken as draws from one scaled
   inverse chi-square distribution whose scale and degrees of freedom are estimated from their spread, and each
   dataset's estimate is shrunk towards that scale as far as the spread allows. Datasets as different as their
@@ -19,10 +19,10 @@ Each interval is the 2.5 and 97.5 percentiles of the replicates, kept within 0..
 excludes 0 survives both noises and is "distinguishable". With a single seed nothing measures the training
 noise: intervals are the test images' alone and every verdict says so (`Comparison.training_measured`).
 
-The draws depend on the confidence seed, the dataset and the cell's own seed points, not on names: the same
-results give the same intervals, and two cells whose results are identical (the same trained models under two
+The draws depend on the confidence seed, the dataset and the template's own seed points, not on names: the same
+results give the same intervals, and two templates whose results are identical (the same trained models under two
 names, e.g. an experiment that changed nothing against its baseline) get identical replicates and differ by
-exactly 0, while any two cells that trained differently get independent training deviations.
+exactly 0, while any two that trained differently get independent training deviations.
 """
 
 import zlib
@@ -36,7 +36,7 @@ from pipelines.confidence import interval, win_share
 
 
 @dataclass(frozen=True)
-class Cell:
+class Measured:
     """One template on one dataset: the test metric of each seed and their bootstrap replicates `[seeds, B]`."""
     points: np.ndarray
     replicates: np.ndarray
@@ -49,10 +49,10 @@ class Noise:
     df: float
 
 
-def pooled(cells: dict, dataset: str) -> Noise:
-    """Between-seed variance of `dataset`'s cells (`{(template, dataset): Cell}`), pooled over its templates;
-    df 0 when no cell has two seeds."""
-    found = [c.points for (_, d), c in cells.items() if d == dataset and len(c.points) > 1]
+def pooled(measured: dict, dataset: str) -> Noise:
+    """Between-seed variance on `dataset` (`measured`: `{(template, dataset): Measured}`), pooled over its
+    templates; df 0 when no template has two seeds."""
+    found = [m.points for (_, d), m in measured.items() if d == dataset and len(m.points) > 1]
     df = sum(len(p) - 1 for p in found)
     return Noise(float(sum((len(p) - 1) * np.var(p, ddof=1) for p in found) / df) if df else 0.0, df)
 
@@ -116,31 +116,32 @@ def variance_draws(noise: Noise, count: int, seed: int, dataset: str) -> np.ndar
     return noise.variance * noise.df / _rng(seed, "variance", dataset).chisquare(noise.df, size=count)
 
 
-def combined_replicates(cell: Cell, variances: np.ndarray, seed: int, dataset: str) -> np.ndarray:
-    """`[B]` replicates of the cell's seed mean under both noises: test-image replicate b of the seed mean plus a
+def combined_replicates(measured: Measured, variances: np.ndarray, seed: int, dataset: str) -> np.ndarray:
+    """`[B]` replicates of the seed mean under both noises: test-image replicate b of the seed mean plus a
     training deviation drawn with variance b over the number of seeds."""
-    test = cell.replicates.mean(axis=0)
-    content = np.round(cell.points, 4).tobytes().hex()  # identical results, identical draws
+    test = measured.replicates.mean(axis=0)
+    content = np.round(measured.points, 4).tobytes().hex()  # identical results, identical draws
     deviations = _rng(seed, "deviation", dataset, content).standard_normal(len(test))
-    return np.clip(test + deviations * np.sqrt(variances / len(cell.points)), 0, 100)
+    return np.clip(test + deviations * np.sqrt(variances / len(measured.points)), 0, 100)
 
 
 class Comparison:
     """Points (seed means) and replicates of one metric per template x dataset, and what follows from them."""
 
-    def __init__(self, cells: dict, templates: list, datasets: list, seed: int):
-        """`cells`: `{(template, dataset): Cell}`; a template x dataset missing from it has not run (or not fully)."""
+    def __init__(self, measured: dict, templates: list, datasets: list, seed: int):
+        """`measured`: `{(template, dataset): Measured}`; a template x dataset missing from it has not run (or not
+        fully)."""
         self.templates, self.datasets, self.seed = list(templates), list(datasets), seed
         self.points = pd.DataFrame(
-            [[cells[(t, d)].points.mean() if (t, d) in cells else np.nan for d in self.datasets]
+            [[measured[(t, d)].points.mean() if (t, d) in measured else np.nan for d in self.datasets]
              for t in self.templates], index=self.templates, columns=self.datasets)
-        self.own_noise = {d: pooled(cells, d) for d in self.datasets}
+        self.own_noise = {d: pooled(measured, d) for d in self.datasets}
         self.common_noise = prior(list(self.own_noise.values()))
         self.noise = {d: moderated(n, self.common_noise) for d, n in self.own_noise.items()}
         self.replicates = {}
-        for (template, dataset), cell in cells.items():
-            variances = variance_draws(self.noise[dataset], cell.replicates.shape[1], seed, dataset)
-            self.replicates[(template, dataset)] = combined_replicates(cell, variances, seed, dataset)
+        for (template, dataset), found in measured.items():
+            variances = variance_draws(self.noise[dataset], found.replicates.shape[1], seed, dataset)
+            self.replicates[(template, dataset)] = combined_replicates(found, variances, seed, dataset)
 
     @property
     def training_measured(self) -> bool:

@@ -3,14 +3,14 @@ their numbers differ by the runtime alone.
 
 On the test split: COCO segm and bbox metrics overall and per class, their bootstrap intervals and replicates;
 the score threshold with the best F1 on the validation split, and precision / recall / F1 with it on the test
-split; the errors behind the mAP (pipelines.errors) on the same resamples; batch-1 latency on the first test image.
+split; the errors behind the mAP (pipelines.tide) on the same resamples; batch-1 latency on the first test image.
 """
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines import confidence, errors
+from pipelines import confidence, tide
 from pipelines.evaluation import evaluate
 from pipelines.inference import load_image, predict_split, preprocess
 from pipelines.speed import latency
@@ -21,7 +21,7 @@ class Scored:
     metrics: dict          # flat: segm_map, segm_map_low, ..., deploy_f1, latency_ms
     per_class: dict        # class name -> segm_ap, segm_ap50, bbox_ap, bbox_ap50
     replicates: dict       # segm_map, bbox_map: the bootstrap replicates
-    errors: dict           # pipelines.errors.analyse: dAPs with intervals and replicates, counts, confusion, areas
+    errors: dict           # pipelines.tide.analyse: dAPs with intervals and replicates, counts, confusion, areas
     results: list          # the test split's COCO results
 
 
@@ -41,7 +41,7 @@ def score(predictor, input_spec, score_threshold: float, test_json: Path, val_js
     bounds, replicates = confidence.intervals(matches, **confidence_params)
     metrics.update(bounds)
     metrics.update(confidence.deploy_scores(confidence.match(val_json, val_results, "segm"), matches["segm"]))
-    found = errors.analyse(test_json, results, metrics["deploy_threshold"], **confidence_params)
+    found = tide.analyse(test_json, results, metrics["deploy_threshold"], **confidence_params)
     seconds = latency(predictor, first_input(test_json, input_spec), speed["warmup"], speed["repeats"])
     metrics["latency_ms"] = round(1000 * seconds, 2)
     return Scored(metrics, per_class, replicates, found, results)

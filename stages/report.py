@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from pipelines import cells, errors
+from pipelines import cells, tide
 from pipelines.cli import run
 from pipelines.comparison import Comparison
 from pipelines.config import load_params
@@ -28,7 +28,7 @@ def inputs(metrics: Path, stats: Path, templates: list, datasets: list, seeds: l
     segm, bbox = (Comparison(collect.measured(metrics, templates, datasets, seeds, cells.PYTORCH, value),
                              templates, datasets, confidence_seed) for value in ("segm_map", "bbox_map"))
     daps = {e: Comparison(collect.measured_errors(metrics, templates, datasets, seeds, e), templates, datasets,
-                          confidence_seed) for e in errors.TYPES}
+                          confidence_seed) for e in tide.TYPES}
     measured = {r: collect.measured(metrics, templates, datasets, seeds, r, "segm_map") for r in runtimes}
     runtime = cells.runtime(target_precision)
     target = Comparison(measured[runtime], templates, datasets, confidence_seed)

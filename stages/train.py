@@ -25,7 +25,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="prepared dataset folder (train.json, val.json)")
     p.add_argument("--out", type=Path, required=True, help="folder for model.pt (and resume.pt while training)")
     p.add_argument("--metrics", type=Path, required=True,
-                   help="folder for train.json and live/ (DVCLive: curves, summary, the recipe as trained)")
+                   help="folder for training.json and live/ (DVCLive: curves, summary, the recipe as trained)")
     return p
 
 
@@ -80,7 +80,7 @@ def main(args=None) -> None:
         return
     summary = {"best_epoch": result.best_epoch, "best_val_segm_map": result.best_val_segm_map,
                "epochs_run": len(result.history), "train_seconds": round(time.monotonic() - start, 1)}
-    write_text_atomic(args.metrics / cells.TRAIN_FILE, json.dumps(summary, indent=2))
+    write_text_atomic(args.metrics / cells.TRAINING_FILE, json.dumps(summary, indent=2))
     print(f"best epoch {summary['best_epoch']}: val segm mAP {summary['best_val_segm_map']:.2f}")
 
 

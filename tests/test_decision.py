@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.comparison import Cell, Comparison
+from pipelines.comparison import Comparison, Measured
 from pipelines.decision import choose, decide, ranking_changes
 from pipelines.speed import CpuLoad, SideBySide, median_interval, side_by_side
 
@@ -19,9 +19,9 @@ GFLOPS = pd.Series({"a": 5.0, "b": 5.0})
 def tied(templates=("a", "b"), datasets=("d",)) -> Comparison:
     """Templates whose results are identical: the data cannot tell them apart."""
     spread = np.linspace(-3, 3, 200)
-    cells = {(t, d): Cell(np.array([50.0, 52.0]), np.array([51.0 + spread, 51.0 + spread])) for t in templates
+    results = {(t, d): Measured(np.array([50.0, 52.0]), np.array([51.0 + spread, 51.0 + spread])) for t in templates
              for d in datasets}
-    return Comparison(cells, list(templates), list(datasets), seed=0)
+    return Comparison(results, list(templates), list(datasets), seed=0)
 
 
 def measured(rounds: dict, dataset: str = "d", runtime: str = "ir_fp32", share: float = 0.0) -> SideBySide:
@@ -110,9 +110,9 @@ def test_compute_then_order_then_the_budget():
 
 def test_a_clear_accuracy_lead_decides_before_speed():
     spread = np.linspace(-1, 1, 200)
-    cells = {("a", "d"): Cell(np.array([70.0, 71.0]), np.array([70 + spread, 71 + spread])),
-             ("b", "d"): Cell(np.array([40.0, 41.0]), np.array([40 + spread, 41 + spread]))}
-    compared = Comparison(cells, ["a", "b"], ["d"], seed=0)
+    results = {("a", "d"): Measured(np.array([70.0, 71.0]), np.array([70 + spread, 71 + spread])),
+             ("b", "d"): Measured(np.array([40.0, 41.0]), np.array([40 + spread, 41 + spread]))}
+    compared = Comparison(results, ["a", "b"], ["d"], seed=0)
     choice = choose(compared, "average", measured({"a": [30.0] * 10, "b": [10.0] * 10}), GFLOPS, ["b", "a"])
     assert (choice.template, choice.decided_by) == ("a", "accuracy")
 
@@ -122,9 +122,9 @@ def test_the_target_decides_and_a_reversal_is_flagged():
     spread = np.linspace(-1, 1, 200)
 
     def comparison(b_points):
-        cells = {("a", "d"): Cell(np.array([60.0, 61.0]), np.array([60 + spread, 61 + spread])),
-                 ("b", "d"): Cell(np.array(b_points), np.array([b_points[0] + spread, b_points[1] + spread]))}
-        return Comparison(cells, ["a", "b"], ["d"], seed=0)
+        results = {("a", "d"): Measured(np.array([60.0, 61.0]), np.array([60 + spread, 61 + spread])),
+                 ("b", "d"): Measured(np.array(b_points), np.array([b_points[0] + spread, b_points[1] + spread]))}
+        return Comparison(results, ["a", "b"], ["d"], seed=0)
 
     pytorch, int8 = comparison([66.0, 67.0]), comparison([56.0, 57.0])
     made = decide(int8, pytorch, "ir_int8", measured({"a": [10.0] * 10, "b": [10.0] * 10}, runtime="ir_int8"),

@@ -209,7 +209,7 @@ def expected_cell_paths(cell: cells.Cell, precisions: list) -> dict:
     live = metrics / cells.LIVE_FOLDER
     data = Path("data/prepared") / cell.dataset
     paths = {
-        "train": ({data}, {model, metrics / cells.TRAIN_FILE, metrics / cells.RECIPE_FILE, live / "metrics.json",
+        "train": ({data}, {model, metrics / cells.TRAINING_FILE, metrics / cells.RECIPE_FILE, live / "metrics.json",
                            live / "plots" / "metrics"}),
         "evaluate": ({model, data}, {cell.results(cells.PYTORCH), cell.replicates(cells.PYTORCH),
                                      cell.errors(cells.PYTORCH), metrics / cells.PER_CLASS_FILE,

@@ -77,7 +77,7 @@ def test_report_matches_metrics(bench):
     for row in table.itertuples():
         cell = cells.Cell(row.template, row.dataset, row.seed)
         found = json.loads(cell.results(row.runtime, repo / "metrics").read_text())
-        trained = json.loads((cell.metrics_dir(repo / "metrics") / cells.TRAIN_FILE).read_text())
+        trained = json.loads((cell.metrics_dir(repo / "metrics") / cells.TRAINING_FILE).read_text())
         assert row.segm_map == pytest.approx(found["segm_map"]) and row.bbox_map == pytest.approx(found["bbox_map"])
         assert row.best_val_segm_map == pytest.approx(trained["best_val_segm_map"]) and row.epochs_run == 1
         # every interval holds its point, PyTorch's and each IR's

@@ -116,7 +116,7 @@ def test_two_machines_share_one_benchmark_through_the_run_cache(tmp_path):
     assert sorted(table["template"]) == sorted(TEMPLATES) and set(table["dataset"]) == {DATASET}
     for template, worker in (("tiny", a), ("mmdet_r18", b)):
         cell = f"metrics/{template}-{DATASET}-seed0"
-        for name in ("pytorch.json", "ir_fp32.json", "train.json"):
+        for name in ("pytorch.json", "ir_fp32.json", cells.TRAINING_FILE):
             assert (gather / cell / name).read_bytes() == (worker / cell / name).read_bytes(), (cell, name)
         row = table[table["template"] == template].iloc[0]
         assert row.segm_map == pytest.approx(json.loads((worker / cell / "pytorch.json").read_text())["segm_map"])

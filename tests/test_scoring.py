@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from pipelines.errors import worst_images
+from pipelines.tide import worst_images
 from pipelines.inference import InputSpec
 from pipelines.scoring import score
 from pipelines.visualize import examples

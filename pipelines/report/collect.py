@@ -10,7 +10,7 @@ import yaml
 
 from pipelines import cells as cell_files
 from pipelines.cells import Cell
-from pipelines.comparison import Cell as Measured
+from pipelines.comparison import Measured
 from pipelines.speed import SideBySide
 
 KEYS = ["template", "dataset", "seed", "runtime"]
@@ -22,12 +22,12 @@ def _read(path: Path) -> dict:
 
 def long_table(metrics_dir: Path, selected: list, runtimes: list) -> pd.DataFrame:
     """One row per cell x runtime (pytorch, ir_<precision>): every field of the runtime's metrics file and of the
-    cell's train.json, and the differences `minus_pytorch` (segm mAP against the cell's PyTorch model) and
+    cell's training.json, and the differences `minus_pytorch` (segm mAP against the cell's PyTorch model) and
     `minus_fp32` (an IR against the FP32 IR). A file not written yet leaves its fields empty: only the selected
     cells and runtimes are read, so nothing left from an earlier run with other settings reaches the report."""
     rows = []
     for cell in selected:
-        trained = _read(cell.metrics_dir(metrics_dir) / cell_files.TRAIN_FILE)
+        trained = _read(cell.metrics_dir(metrics_dir) / cell_files.TRAINING_FILE)
         for runtime in runtimes:
             rows.append({"template": cell.template, "dataset": cell.dataset, "seed": cell.seed, "runtime": runtime,
                          **_read(cell.results(runtime, metrics_dir)), **trained})
@@ -42,7 +42,7 @@ def long_table(metrics_dir: Path, selected: list, runtimes: list) -> pd.DataFram
 
 
 def measured(metrics_dir: Path, templates: list, datasets: list, seeds: list, runtime: str, value: str) -> dict:
-    """`{(template, dataset): comparison.Cell}` of `value` (segm_map, bbox_map) for one runtime: each seed's point
+    """`{(template, dataset): comparison.Measured}` of `value` (segm_map, bbox_map) for one runtime: each seed's point
     and bootstrap replicates. A template x dataset with any seed's files missing is left out."""
     found = {}
     for template in templates:
@@ -58,7 +58,7 @@ def measured(metrics_dir: Path, templates: list, datasets: list, seeds: list, ru
 
 def errors(metrics_dir: Path, selected: list, runtimes: list) -> pd.DataFrame:
     """template, dataset, seed, runtime, iou_type, error, dap, low, high: every cell's error decomposition
-    (pipelines.errors), one row per error type; missing files leave no rows."""
+    (pipelines.tide), one row per error type; missing files leave no rows."""
     rows = []
     for cell in selected:
         for runtime in runtimes:
@@ -72,7 +72,7 @@ def errors(metrics_dir: Path, selected: list, runtimes: list) -> pd.DataFrame:
 
 def measured_errors(metrics_dir: Path, templates: list, datasets: list, seeds: list, error: str,
                     runtime: str = cell_files.PYTORCH, iou_type: str = "segm") -> dict:
-    """`{(template, dataset): comparison.Cell}` of one error type's dAP: each seed's and its replicates (the same
+    """`{(template, dataset): comparison.Measured}` of one error type's dAP: each seed's and its replicates (the same
     resamples as the mAP's). A template x dataset with any seed's file missing is left out."""
     found = {}
     for template in templates:

@@ -38,7 +38,7 @@ def metrics(tmp_path):
         write_json(cell.results("ir_fp32", root), {"segm_map": segm, "latency_ms": LATENCY[template],
                                                    "throughput_fps": 50.0})
         write_json(cell.replicates("ir_fp32", root), {"segm_map": list(segm + spread), "bbox_map": list(spread)})
-        write_json(cell.metrics_dir(root) / cells.TRAIN_FILE, {"best_epoch": 2, "best_val_segm_map": segm + 3,
+        write_json(cell.metrics_dir(root) / cells.TRAINING_FILE, {"best_epoch": 2, "best_val_segm_map": segm + 3,
                                                                "epochs_run": 3, "train_seconds": 9.5})
         write_json(cell.metrics_dir(root) / cells.PER_CLASS_FILE, {"cat": {"segm_ap": segm, "segm_ap50": 1,
                                                                            "bbox_ap": 1, "bbox_ap50": 1}})

@@ -66,7 +66,7 @@ def test_torchrun_writes_once_and_a_resumed_run_logs_each_epoch_once(tmp_path, t
     for curve in curves:
         steps = [int(row.split("\t")[0]) for row in curve.read_text().splitlines()[1:]]
         assert steps == [1, 2, 3], (curve.name, steps)
-    summary = json.loads((metrics / "train.json").read_text())
+    summary = json.loads((metrics / cells.TRAINING_FILE).read_text())
     assert summary["epochs_run"] == 3 and yaml.safe_load((metrics / cells.RECIPE_FILE).read_text())["epochs"] == 3
     # DVCLive's summary holds the kept epoch's numbers, not the last epoch's.
     kept = json.loads((metrics / "live" / "metrics.json").read_text())

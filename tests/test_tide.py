@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from pipelines import errors
+from pipelines import tide
 from pipelines.datasets import demo
 from pipelines.datasets.prepare import prepare
 from tests.conftest import rle  # noqa: F401
@@ -20,9 +20,9 @@ def tidecv_errors(split, results, tmp_path, mode):
     from tidecv import TIDE, datasets
     path = tmp_path / f"results_{mode}.json"
     path.write_text(json.dumps(results))
-    tide = TIDE(pos_threshold=0.5, background_threshold=0.1, mode=mode)
-    run = tide.evaluate(datasets.COCO(str(split)), datasets.COCOResult(str(path)), mode=mode, name="run")
-    found = {**tide.get_main_errors()["run"], **tide.get_special_errors()["run"]}
+    reference = TIDE(pos_threshold=0.5, background_threshold=0.1, mode=mode)
+    run = reference.evaluate(datasets.COCO(str(split)), datasets.COCOResult(str(path)), mode=mode, name="run")
+    found = {**reference.get_main_errors()["run"], **reference.get_special_errors()["run"]}
     return run.ap, {ours: found[theirs] for ours, theirs in TIDE_NAMES.items()}
 
 
@@ -75,11 +75,11 @@ def demo_wgisd(tmp_path):
 def test_daps_equal_tidecvs(which, iou_type, mode, case, demo_wgisd, tmp_path):
     split, results = case if which == "case" else demo_wgisd
     ap, expected = tidecv_errors(split, results, tmp_path, mode)
-    found = errors.decompose(errors.judge(split, results, iou_type), resamples=20, seed=0)
+    found = tide.decompose(tide.judge(split, results, iou_type), resamples=20, seed=0)
     assert found["ap50"] == pytest.approx(ap, abs=0.05)
     for name, value in expected.items():
         assert found["dap"][name]["dap"] == pytest.approx(value, abs=0.05), name
-    assert sum(v["dap"] for k, v in found["dap"].items() if k in errors.TYPES) > 1  # errors there are
+    assert sum(v["dap"] for k, v in found["dap"].items() if k in tide.TYPES) > 1  # errors there are
 
 
 def test_each_error_type_by_hand(tmp_path):
@@ -103,14 +103,14 @@ def test_each_error_type_by_hand(tmp_path):
                   (square(50, 50), 1, 0.5)]
     results = [{"image_id": 1, "category_id": c, "score": s, "segmentation": rle(m), "bbox": box(m)}
                for m, c, s in detections]
-    judged = errors.judge(split, results, "segm")
-    assert [errors.TYPES[e] if e >= 0 else "tp" for e in judged.error] == [
+    judged = tide.judge(split, results, "segm")
+    assert [tide.TYPES[e] if e >= 0 else "tp" for e in judged.error] == [
         "tp", "duplicate", "classification", "localisation", "background"]
     assert list(judged.fixed_label) == [-1, -1, 0, 1, -1] and not judged.gt_missed.any()
-    found = errors.decompose(judged, resamples=10, seed=0)["dap"]
+    found = tide.decompose(judged, resamples=10, seed=0)["dap"]
     # AP50: class a: 1 TP then a duplicate FP of 2 objects -> recall 0.5 at precision 1: 50.5 (101 points);
     # class b: 1 object, detections 0.7 (FP), 0.6 (FP) -> 0. mAP 25.25.
-    assert errors.decompose(judged, resamples=10, seed=0)["ap50"] == pytest.approx(25.2475, abs=1e-3)
+    assert tide.decompose(judged, resamples=10, seed=0)["ap50"] == pytest.approx(25.2475, abs=1e-3)
     # Fixing the classification error makes B class a's TP at 0.7: class a's curve is then precision 1 up to recall
     # 0.5 and 2/3 beyond it (51 and 50 of the 101 points), class b's still 0.
     assert found["classification"]["dap"] == pytest.approx(100 * (51 + 50 * 2 / 3) / 101 / 2 - 25.2475, abs=1e-3)
@@ -121,8 +121,8 @@ def test_each_error_type_by_hand(tmp_path):
 
 def test_the_same_resamples_pair_two_models(case):
     split, results = case
-    first = errors.decompose(errors.judge(split, results, "segm"), resamples=50, seed=3)
-    again = errors.decompose(errors.judge(split, list(results), "segm"), resamples=50, seed=3)
+    first = tide.decompose(tide.judge(split, results, "segm"), resamples=50, seed=3)
+    again = tide.decompose(tide.judge(split, list(results), "segm"), resamples=50, seed=3)
     assert first["replicates"] == again["replicates"]  # the same draws: identical models differ by nothing
     for name, value in first["dap"].items():
         assert value["low"] <= value["high"]

@@ -1,8 +1,8 @@
 """Configurations compared across experiments, with the statistics the report uses within a run.
 
-    python -m pipelines.compare                  # the workspace against HEAD, and every experiment of
+    python -m pipelines.experiments              # the workspace against HEAD, and every experiment of
                                                  # `dvc exp show` against its baseline commit
-    python -m pipelines.compare A B [C ...]      # B, C ... against A (experiment names or git revisions)
+    python -m pipelines.experiments A B [C ...]  # B, C ... against A (experiment names or git revisions)
 
 For every template both ran, per dataset both ran and on their average: test segm mAP in each, the difference
 with its paired 95% interval (test images and training seeds, as pipelines.comparison computes them) and
@@ -23,7 +23,7 @@ from dvc.api import DVCFileSystem, exp_show
 
 from pipelines import cells
 from pipelines.cli import run
-from pipelines.comparison import Cell, Comparison
+from pipelines.comparison import Comparison, Measured
 
 WORKSPACE = "workspace"
 
@@ -51,7 +51,7 @@ class Revision:
         found = self.read(f"data/prepared/{dataset}/test.json")
         return hashlib.sha256(found.encode()).hexdigest() if found is not None else None
 
-    def cell(self, template: str, dataset: str) -> Cell | None:
+    def cell(self, template: str, dataset: str) -> Measured | None:
         """Each seed's test segm mAP and its bootstrap replicates; None if any seed's files are missing."""
         points, replicates = [], []
         for seed in self.params["run"]["seeds"]:
@@ -61,7 +61,7 @@ class Revision:
                 return None
             points.append(json.loads(found[0])["segm_map"])
             replicates.append(json.loads(found[1])["segm_map"])
-        return Cell(np.array(points, float), np.array(replicates, float))
+        return Measured(np.array(points, float), np.array(replicates, float))
 
 
 def flat(values, prefix="") -> dict:

@@ -9,7 +9,7 @@ Each type's dAP is the AP at IoU 0.5 once an oracle fixes that type alone, minus
 localisation error becomes its object's true positive (the highest-scoring such error per object; the others
 are removed), duplicates, background and both errors are removed, a missed object is dropped from the
 positives. Two more: fixing every false positive (true positives ranked first) and every false negative.
-The matching and AP follow tidecv 1.0.1, the reference implementation (tests/test_errors.py checks the dAPs
+The matching and AP follow tidecv 1.0.1, the reference implementation (tests/test_tide.py checks the dAPs
 against it): at most 100 detections per image over all classes, a crowd region ignores an unmatched detection
 of its class covering it by more than half, a class with detections but no object counts with AP 0.
 
