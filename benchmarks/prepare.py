@@ -34,10 +34,11 @@ ROAD, SKY, BUILDING = 7, 23, 11
 PREPARE = """
 import json, resource, sys, time
 from pathlib import Path
+from pipelines.config import DatasetSpec
 from pipelines.datasets.prepare import prepare
 start = time.perf_counter()
-stats = prepare("cityscapes_instances", Path(sys.argv[1]), Path(sys.argv[2]), {{}}, {{"train": "train", "val": "test"}},
-                1.0, 0.2, 0.2, 0)
+spec = DatasetSpec("cityscapes_instances", "cityscapes", {{"train": "train", "val": "test"}})
+stats = prepare(spec, Path(sys.argv[1]), Path(sys.argv[2]))
 images = sum(s["images"] for s in stats["splits"].values())
 print(json.dumps({{"seconds": time.perf_counter() - start, "images": images,
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))

@@ -20,6 +20,7 @@ from pipelines import checkpoints, engines, training
 from pipelines.config import load_params
 from pipelines.evaluation import coco_metrics
 from pipelines.inference import predict_split
+from pipelines.splits import TEST, split_file
 
 
 def random_start(spec):
@@ -42,9 +43,9 @@ def run(spec, data: Path) -> tuple[list, float, float]:
     with tempfile.TemporaryDirectory() as out:
         result = training.fit(spec, adapter, data, Path(out), log=lambda m: print("   ", m, flush=True))
         loaded = checkpoints.load(Path(out) / "model.pt", adapter)
-        results = predict_split(checkpoints.torch_predictor(loaded.graph), data / "test.json", loaded.input_spec,
+        results = predict_split(checkpoints.torch_predictor(loaded.graph), split_file(data, TEST), loaded.input_spec,
                                 loaded.score_threshold)
-    return [h["val_segm_map"] for h in result.history], coco_metrics(data / "test.json", results)["segm_map"], \
+    return [h["val_segm_map"] for h in result.history], coco_metrics(split_file(data, TEST), results)["segm_map"], \
         (time.monotonic() - start) / 60
 
 

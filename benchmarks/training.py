@@ -34,9 +34,10 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.transforms.functional import to_tensor
 
 from pipelines import engines, inference, training
-from pipelines.config import load_params
+from pipelines.config import DatasetSpec, load_params
 from pipelines.datasets import demo
 from pipelines.datasets.prepare import prepare
+from pipelines.splits import TRAIN, split_file
 
 
 class PlainCoco(torch.utils.data.Dataset):
@@ -173,9 +174,9 @@ def main() -> None:
     templates = load_params().templates
     work = Path(tempfile.mkdtemp(prefix="train-bench-"))
     demo.make_pets(work / "pets", args.images + 16, 8, seed=0)
-    prepare("oxford_pets", work / "pets", work / "prepared", {}, {"trainval": "train", "test": "test"},
-            1.0, 16 / (args.images + 16), 0.2, 0)
-    split = work / "prepared" / "train.json"
+    pets = DatasetSpec("oxford_pets", "pets", {"trainval": "train", "test": "test"}, val_ratio=16 / (args.images + 16))
+    prepare(pets, work / "pets", work / "prepared")
+    split = split_file(work / "prepared", TRAIN)
     rows = [(name, templates[name], *compare(name, templates[name], split, work, args.repeats))
             for name in args.templates]
     print(f"\n{rows[0][-1]} demo Pets images per pass, {torch.get_num_threads()} CPU threads, best of {args.repeats}\n")

@@ -16,6 +16,7 @@ import yaml
 from pipelines.cli import UserError
 from pipelines.engines import ENGINES
 from pipelines.precisions import PRECISIONS
+from pipelines.splits import ROLES
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -32,7 +33,6 @@ OWN_FORMATS = ("cityscapes_instances", "oxford_pets", "wgisd", "coco_json")
 DATUMARO_FORMATS = ("coco", "coco_instances", "mmdet_coco", "roboflow_coco", "cityscapes", "voc",
                     "voc_instance_segmentation", "ade20k2017", "ade20k2020", "mapillary_vistas_instances",
                     "kitti_segmentation", "label_me", "cvat", "open_images", "datumaro", "datumaro_binary")
-ROLES = ("train", "val", "test")  # what a dataset's subsets map to (pipelines/datasets/prepare.py)
 
 
 class ParamsError(UserError, ValueError):

@@ -23,6 +23,7 @@ from dvc.api import DVCFileSystem, exp_show
 
 from pipelines import cells
 from pipelines.cli import run
+from pipelines.splits import PREPARED, TEST, split_file
 from pipelines.comparison import Comparison, Measured
 
 WORKSPACE = "workspace"
@@ -48,7 +49,7 @@ class Revision:
 
     def test_split(self, dataset: str) -> str | None:
         """The sha256 of the dataset's prepared test split: what pairing needs to be the same."""
-        found = self.read(f"data/prepared/{dataset}/test.json")
+        found = self.read(split_file(PREPARED / dataset, TEST))
         return hashlib.sha256(found.encode()).hexdigest() if found is not None else None
 
     def cell(self, template: str, dataset: str) -> Measured | None:

@@ -30,6 +30,7 @@ from pipelines import cells, checkpoints, devices, inference
 from pipelines.engines.contract import ModelAdapter, TrainResult
 from pipelines.evaluation import coco_metrics
 from pipelines.files import write_atomic
+from pipelines.splits import TRAIN, VAL, split_file
 
 
 
@@ -229,8 +230,8 @@ def train_one_epoch(training: Training, loader, step_lr, epoch: int, show_progre
 def fingerprint(spec, data_dir: Path) -> str:
     """What a saved run must match to be resumed: the recipe and the training and validation data."""
     digest = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode())
-    for split in ("train.json", "val.json"):
-        digest.update((data_dir / split).read_bytes())
+    for role in (TRAIN, VAL):
+        digest.update(split_file(data_dir, role).read_bytes())
     return digest.hexdigest()
 
 
@@ -258,7 +259,7 @@ def _device(log=print):
 
 def _loader(spec, data_dir: Path, world: int, rank: int):
     """The training split's loader (each process its share under DDP), its sampler and its random generator."""
-    dataset = CocoInstances(data_dir / "train.json", inference.template_input(spec), flip=True,
+    dataset = CocoInstances(split_file(data_dir, TRAIN), inference.template_input(spec), flip=True,
                             scale_range=spec.scale_range)
     if spec.dataset_repeats > 1:  # an epoch passes over the training images this many times
         dataset = torch.utils.data.ConcatDataset([dataset] * spec.dataset_repeats)
@@ -287,7 +288,7 @@ def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, log=print,
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     random.seed(spec.seed + rank)
     torch.manual_seed(spec.seed)
-    labels = [c["name"] for c in json.loads((data_dir / "train.json").read_text())["categories"]]
+    labels = [c["name"] for c in json.loads(split_file(data_dir, TRAIN).read_text())["categories"]]
     loader, sampler, generator = _loader(spec, data_dir, world, rank)
     training = Training(spec, adapter, len(labels), generator, world, device)
     if rank == 0:
@@ -382,9 +383,10 @@ def _validate(training: Training, data_dir: Path, world: int, rank: int) -> dict
     if rank == 0:
         # The graph sets eval mode; the next epoch sets train mode again.
         graph = training.adapter.inference_graph(training.evaluated(), training.spec)
-        results = inference.predict_split(checkpoints.torch_predictor(graph, training.device), data_dir / "val.json",
+        split = split_file(data_dir, VAL)
+        results = inference.predict_split(checkpoints.torch_predictor(graph, training.device), split,
                                           inference.template_input(training.spec), training.spec.score_threshold)
-        val = coco_metrics(data_dir / "val.json", results)
+        val = coco_metrics(split, results)
     if world > 1:
         shared = [val]
         dist.broadcast_object_list(shared, src=0)

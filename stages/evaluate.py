@@ -10,11 +10,11 @@ from pathlib import Path
 from pipelines import checkpoints, complexity, engines
 from pipelines.cli import run
 from pipelines.config import load_params
-from pipelines.tide import worst_images
 from pipelines.files import write_atomic, write_text_atomic
 from pipelines.inference import template_input
 from pipelines.scoring import score
 from pipelines.speed import machine
+from pipelines.tide import worst_images
 from pipelines.visualize import examples
 
 

@@ -20,6 +20,7 @@ from pipelines.config import load_params
 from pipelines.export import convert, write
 from pipelines.inference import load_image, preprocess
 from pipelines.precisions import PRECISIONS
+from pipelines.splits import TRAIN, VAL, split_file
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,11 +45,11 @@ def main(args=None) -> None:
     engine = params.templates[args.template].engine
     loaded = checkpoints.load(args.model, engines.adapter(engine))
     # Any image traces (pipelines.export.convert): a model that detects nothing on any of them exports too.
-    (example,) = inputs(args.data / "val.json", loaded.input_spec, count=1)
+    (example,) = inputs(split_file(args.data, VAL), loaded.input_spec, count=1)
     model = convert(loaded.graph, example, loaded.labels, loaded.input_spec.to_dict(), loaded.score_threshold)
     precisions = ["fp32"] + [p for p in params.export["precisions"] if p != "fp32"]
     quantized = any(PRECISIONS[p].weights == "int8" for p in precisions)
-    calibration = inputs(args.data / "train.json", loaded.input_spec, params.export["calibration_images"]) \
+    calibration = inputs(split_file(args.data, TRAIN), loaded.input_spec, params.export["calibration_images"]) \
         if quantized else []
     for precision in precisions:
         write(model, args.out, precision, calibration, engines.get(engine).INT8_FLOAT_SCOPES)

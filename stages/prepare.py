@@ -27,8 +27,7 @@ def main(args=None) -> None:
         sys.exit(f"prepare: no dataset {args.dataset!r} under `datasets` in params.yaml")
     root = Path(params.data_dir) / spec.path
     try:
-        stats = prepare(spec.format, root, args.out, spec.options, spec.subsets, spec.subsample,
-                        spec.val_ratio, spec.test_ratio, spec.seed)
+        stats = prepare(spec, root, args.out)
     except DatasetLayoutError as error:
         sys.exit(f"prepare: dataset {args.dataset!r} ({spec.format} at {root}): {error}")
     args.stats.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from pipelines.files import write_text_atomic
 from pipelines.inference import InputSpec, load_image, predict_image
 from pipelines.ir import OpenVinoPredictor
 from pipelines.speed import CpuLoad, machine, side_by_side
+from pipelines.splits import TEST, split_file
 
 
 def parser() -> argparse.ArgumentParser:
@@ -54,7 +55,7 @@ def time_dataset(models: Path, data: Path, dataset: str, templates: list, seeds:
             run, compute = runner(cells.Cell(template, dataset, seed).ir(precision, models))
             runners[template].append(run)
             computed.add(compute)
-    inputs = test_images(data / dataset / "test.json", timing["images"])
+    inputs = test_images(split_file(data / dataset, TEST), timing["images"])
     with CpuLoad() as load:
         times = side_by_side(runners, inputs, timing["rounds"], timing["warmup"])
     return {"ms": {t: [round(v, 3) for v in times[t]] for t in templates}, "inference_precision": sorted(computed),

@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT))
 # The CUDA path is checked by benchmarks/cuda_training.py.
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
-from pipelines.config import TemplateSpec  # noqa: E402
+from pipelines.config import DatasetSpec, TemplateSpec  # noqa: E402
 
 
 @pytest.fixture
@@ -90,7 +90,8 @@ def prepared_wgisd(root: Path, train: int, test: int) -> Path:
     from pipelines.datasets import demo
     from pipelines.datasets.prepare import prepare
     demo.make_wgisd(root / "raw", train, test, seed=0)
-    prepare("wgisd", root / "raw", root / "prepared", {}, {"train": "train", "test": "test"}, 1.0, 0.25, 0.2, 0)
+    prepare(DatasetSpec("wgisd", "raw", {"train": "train", "test": "test"}, val_ratio=0.25), root / "raw",
+            root / "prepared")
     return root / "prepared"
 
 

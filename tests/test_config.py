@@ -212,5 +212,5 @@ def test_the_choices_are_those_the_code_acts_on():
     from pipelines import inference
     from pipelines.datasets import prepare
     assert config.RESIZE_MODES == inference.RESIZE_MODES and config.CHANNELS == inference.CHANNEL_ORDERS
-    assert config.OWN_FORMATS == tuple(prepare.PLUGINS) and config.ROLES == prepare.ROLES
+    assert config.OWN_FORMATS == tuple(prepare.PLUGINS)
     assert set(config.DATUMARO_FORMATS) <= set(Environment().importers)

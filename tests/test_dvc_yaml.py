@@ -4,7 +4,7 @@ For every stage DVC resolves from dvc.yaml, the project modules its entry point 
 through other project modules, lazy imports included; a stage of an engine's family, `<verb>_<engine>`,
 whose entry point imports the engine registry also runs that engine's package) must be its code deps, no more and no fewer; the params.yaml keys it
 reads through `load_params()` must be its `params`; every path its command names must be one of its deps
-or outs; and a cell's paths are those of pipelines/cells.py. A wrong list makes DVC skip work that changed
+or outs; a cell's paths are those of pipelines/cells.py, and a prepared split's those of pipelines/splits.py. A wrong list makes DVC skip work that changed
 or redo work that did not.
 """
 
@@ -19,7 +19,7 @@ import yaml
 from dvc.dependency.param import ParamsDependency
 from dvc.repo import Repo
 
-from pipelines import cells
+from pipelines import cells, splits
 from pipelines.config import YAML_KEYS, load_params
 from pipelines.engines import ENGINES
 
@@ -191,6 +191,8 @@ def test_a_missing_dep_an_undeclared_import_and_an_extra_param_are_caught(tmp_pa
                                                           for o in dvc_yaml["stages"]["validate_torchvision"]["outs"]]
     dvc_yaml["stages"]["validate_torchvision"]["cmd"] = dvc_yaml["stages"]["validate_torchvision"]["cmd"].replace(
         "_bootstrap", "_replicates")
+    dvc_yaml["stages"]["evaluate_torchvision"]["cmd"] = dvc_yaml["stages"]["evaluate_torchvision"]["cmd"].replace(
+        "/val.json", "/validation.json")
     (copy / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
     stage = copy / "stages" / "validate.py"
     stage.write_text(stage.read_text().replace("import argparse\n", "import argparse\n\nimport pipelines.report.text\n"))
@@ -201,13 +203,14 @@ def test_a_missing_dep_an_undeclared_import_and_an_extra_param_are_caught(tmp_pa
     assert any(line.startswith("validate_torchvision@tv_lite0-pets-0-fp32: lists params key export, but reads only")
                for line in found)
     assert [line.split(":")[0] for line in cell_path_problems(copy)] == ["validate fp32"]  # not cells.py's name
+    assert {line.split("@")[0] for line in split_path_problems(copy)} == {"evaluate_torchvision"}  # nor splits.py's
 
 
 def expected_cell_paths(cell: cells.Cell, precisions: list) -> dict:
     """verb -> (deps, outs) the cell's stages must declare, in pipelines/cells.py's names."""
     model, metrics = cell.model_dir() / cells.MODEL_FILE, cell.metrics_dir()
     live = metrics / cells.LIVE_FOLDER
-    data = Path("data/prepared") / cell.dataset
+    data = splits.PREPARED / cell.dataset
     paths = {
         "train": ({data}, {model, metrics / cells.TRAINING_FILE, metrics / cells.RECIPE_FILE, live / "metrics.json",
                            live / "plots" / "metrics"}),
@@ -248,3 +251,35 @@ def cell_path_problems(root: Path) -> list:
 
 def test_dvc_yaml_names_every_cell_path_as_pipelines_cells_does():
     assert cell_path_problems(ROOT) == []
+
+
+# Command flags that name a prepared split, and its role; and those that name prepared folders.
+SPLIT_FLAGS = {"test": splits.TEST, "val": splits.VAL}
+PREPARED_FLAGS = {"prepare": "out", "train": "data", "export": "data"}
+
+
+def split_path_problems(root: Path) -> list:
+    """Stages whose commands name a prepared dataset's folder, or a split in it, otherwise than
+    pipelines/splits.py does (`<PREPARED>/<dataset>/<role>.json`)."""
+    with Repo(str(root)) as repo:
+        stages = list(repo.index.stages)
+    found = []
+    for stage in stages:
+        args, verb = command_args(stage.cmd), stage.name.split("@")[0].split("_")[0]
+        folders = [Path(args[PREPARED_FLAGS[verb]])] if verb in PREPARED_FLAGS else []
+        for flag, role in SPLIT_FLAGS.items():
+            if flag in args:
+                path = Path(args[flag])
+                folders.append(path.parent)
+                if path != splits.split_file(path.parent, role):
+                    found.append(f"{stage.name}: --{flag} {path} is not the {role} split pipelines/splits.py names "
+                                 f"({splits.split_file(path.parent, role)})")
+        found += [f"{stage.name}: {folder} is not a folder of {splits.PREPARED}" for folder in folders
+                  if folder.parent != splits.PREPARED]
+        if verb == "speed" and Path(args["data"]) != splits.PREPARED:
+            found.append(f"{stage.name}: --data {args['data']} is not {splits.PREPARED}")
+    return found
+
+
+def test_dvc_yaml_names_every_prepared_split_as_pipelines_splits_does():
+    assert split_path_problems(ROOT) == []

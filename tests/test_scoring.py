@@ -2,9 +2,10 @@ import json
 
 import numpy as np
 
-from pipelines.tide import worst_images
 from pipelines.inference import InputSpec
 from pipelines.scoring import score
+from pipelines.splits import TEST, VAL, split_file
+from pipelines.tide import worst_images
 from pipelines.visualize import examples
 from tests.conftest import prepared_wgisd
 
@@ -19,7 +20,7 @@ def test_a_model_that_detects_nothing_scores_zero_everywhere(tmp_path):
     """A weak template is a result: its 0 is measured, intervals, errors and pictures included, as evaluate and
     validate do."""
     data = prepared_wgisd(tmp_path, 8, 3)
-    scored = score(detects_nothing, InputSpec(size=64), 0.05, data / "test.json", data / "val.json",
+    scored = score(detects_nothing, InputSpec(size=64), 0.05, split_file(data, TEST), split_file(data, VAL),
                    {"resamples": 50, "seed": 0}, {"warmup": 0, "repeats": 1})
     metrics = scored.metrics
     assert scored.results == []
@@ -30,7 +31,7 @@ def test_a_model_that_detects_nothing_scores_zero_everywhere(tmp_path):
     assert metrics["deploy_precision"] == metrics["deploy_recall"] == metrics["deploy_f1"] == 0
     assert all(row == {"segm_ap": 0.0, "segm_ap50": 0.0, "bbox_ap": 0.0, "bbox_ap50": 0.0}
                for row in scored.per_class.values())
-    split = json.loads((data / "test.json").read_text())
+    split = json.loads(split_file(data, TEST).read_text())
     objects = sum(not a["iscrowd"] for a in split["annotations"])
     for iou_type in ("segm", "bbox"):
         found = scored.errors[iou_type]

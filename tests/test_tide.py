@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from pipelines import tide
+from pipelines.config import DatasetSpec
 from pipelines.datasets import demo
 from pipelines.datasets.prepare import prepare
+from pipelines.splits import TEST, split_file
 from tests.conftest import rle  # noqa: F401
 
 TIDE_NAMES = {"classification": "Cls", "localisation": "Loc", "both": "Both", "duplicate": "Dupe",
@@ -64,9 +66,9 @@ def box(mask):
 def demo_wgisd(tmp_path):
     """The demo's WGISD in 5 classes, prepared: its test split and predictions with every error type."""
     demo.make_wgisd(tmp_path / "raw", 8, 16, seed=0)
-    prepare("wgisd", tmp_path / "raw", tmp_path / "prepared", {"by_variety": True}, {"train": "train", "test": "test"},
-            1.0, 0.25, 0.2, 0)
-    split = tmp_path / "prepared" / "test.json"
+    spec = DatasetSpec("wgisd", "raw", {"train": "train", "test": "test"}, {"by_variety": True}, val_ratio=0.25)
+    prepare(spec, tmp_path / "raw", tmp_path / "prepared")
+    split = split_file(tmp_path / "prepared", TEST)
     return split, perturbed(split, seed=1)
 
 

@@ -14,6 +14,7 @@ import torch
 
 from pipelines import cells, engines, training
 from pipelines.inference import InputSpec
+from pipelines.splits import TRAIN, split_file
 from tests.conftest import prepared_wgisd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +32,8 @@ def prepared(tmp_path_factory):
 
 @pytest.mark.parametrize("resize_mode", ["letterbox", "keep_ratio", "stretch"])
 def test_flip_moves_masks_with_boxes(prepared, resize_mode):
-    dataset = training.CocoInstances(prepared / "train.json", InputSpec(size=96, resize_mode=resize_mode), flip=True)
+    dataset = training.CocoInstances(split_file(prepared, TRAIN), InputSpec(size=96, resize_mode=resize_mode),
+                                     flip=True)
     for seed in range(6):  # both flipped and unflipped draws
         training.random.seed(seed)
         image, target = dataset[0]
@@ -122,7 +124,7 @@ def test_with_ema_the_saved_weights_are_the_best_epochs_average(prepared, engine
     assert set(average) == set(saved) and all(torch.equal(saved[k], average[k]) for k in saved)
     raw = states[1]["model"]
     assert not all(torch.equal(saved[k], raw[k]) for k in saved)  # the average, not the raw weights
-    images = len(training.CocoInstances(prepared / "train.json", InputSpec(size=96), flip=False))
+    images = len(training.CocoInstances(split_file(prepared, TRAIN), InputSpec(size=96), flip=False))
     assert int(states[1]["ema"]["n_averaged"]) == 2 * math.ceil(images / 2)  # one update per step, 2 epochs
 
 
@@ -185,7 +187,8 @@ def test_resume_file_of_another_recipe_is_not_used(prepared, tiny_spec, tmp_path
 
 
 def test_multiscale_moves_masks_with_boxes(prepared):
-    dataset = training.CocoInstances(prepared / "train.json", InputSpec(size=96), flip=True, scale_range=(0.5, 0.9))
+    dataset = training.CocoInstances(split_file(prepared, TRAIN), InputSpec(size=96), flip=True,
+                                     scale_range=(0.5, 0.9))
     widths = set()
     for seed in range(6):
         training.random.seed(seed)

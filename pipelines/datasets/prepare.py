@@ -2,7 +2,7 @@
 
 Output layout (one folder per dataset key):
 
-    <out>/train.json, val.json, test.json   COCO instances, RLE masks, 1-based category ids
+    <out>/train.json, val.json, test.json   COCO instances, RLE masks, 1-based category ids (pipelines.splits)
     <out>/images/<item id>.<ext>            the images, copied byte for byte; one that must change (mode, format,
                                             bit depth, EXIF orientation) written as an RGB PNG without any
                                             orientation tag, in the orientation its annotations use
@@ -33,10 +33,11 @@ from PIL import ExifTags, ImageOps
 from PIL import Image as PILImage
 from tqdm import tqdm
 
+from pipelines.config import DatasetSpec
 from pipelines.datasets import cityscapes, coco_json, pets, wgisd
 from pipelines.datasets.layout import DatasetLayoutError, ItemError, outside_image
+from pipelines.splits import ROLES, split_file
 
-ROLES = ("train", "val", "test")
 ORIENTATION = ExifTags.Base.Orientation
 # The EXIF orientations that turn an image a quarter (5 to 8): viewers show it with width and height swapped.
 QUARTER_TURNS = (5, 6, 7, 8)
@@ -190,7 +191,7 @@ def _annotated_size(item: DatasetItem) -> tuple[int, int] | None:
 
 
 def write_coco(samples: list[Sample], labels: list[str], out_dir: Path, role: str) -> dict:
-    """Writes `<out_dir>/<role>.json` and the images; returns the split's statistics."""
+    """Writes split `role`'s json (pipelines.splits) and the images; returns the split's statistics."""
     images, annotations = [], []
     counts, crowd = Counter(), Counter()
     stats = {"images_without_objects": 0, "converted": [], "skipped_objects": []}
@@ -210,7 +211,7 @@ def write_coco(samples: list[Sample], labels: list[str], out_dir: Path, role: st
                                 "iscrowd": int(is_crowd)})
     coco = {"images": images, "annotations": annotations,
             "categories": [{"id": i + 1, "name": name} for i, name in enumerate(labels)]}
-    (out_dir / f"{role}.json").write_text(json.dumps(coco))
+    split_file(out_dir, role).write_text(json.dumps(coco))
     return {"images": len(images), "instances": dict(counts), "crowd_regions": dict(crowd), **stats}
 
 
@@ -397,10 +398,10 @@ def check_overlaps(samples: dict, subsets: dict) -> list:
     return dropped
 
 
-def prepare(format: str, root: Path, out_dir: Path, options: dict, subsets: dict, subsample: float,
-            val_ratio: float, test_ratio: float, seed: int) -> dict:
-    """The whole stage: import, check, split, export. Returns the statistics also written to stats.json."""
-    dataset = import_dataset(format, root, options)
+def prepare(spec: DatasetSpec, root: Path, out_dir: Path) -> dict:
+    """The whole stage: import dataset `spec` from `root` (its `path` under data_dir), check, split, export to
+    `out_dir`. Returns the statistics also written to stats.json."""
+    dataset = import_dataset(spec.format, root, spec.options)
     # Unusable images are left out before the split so that they cannot unbalance it; the statistics name them.
     # Each item is checked as the importer makes it (asking Datumaro for anything first would read all items).
     samples, skipped = {}, []
@@ -412,11 +413,11 @@ def prepare(format: str, root: Path, out_dir: Path, options: dict, subsets: dict
             samples[item.subset, item.id] = check_item(item)
         except ItemError as error:
             skipped.append({"image": item.id, "subset": item.subset, "reason": str(error)})
-    skipped += check_overlaps(samples, subsets)
-    check_losses(Counter(subset for subset, _ in samples), skipped, subsets)
+    skipped += check_overlaps(samples, spec.subsets)
+    check_losses(Counter(subset for subset, _ in samples), skipped, spec.subsets)
     labels = [c.name for c in dataset.categories()[AnnotationType.label]]
-    roles = assign_roles([s.item for s in samples.values()], dataset.categories(), subsets, subsample, val_ratio,
-                         test_ratio, seed)
+    roles = assign_roles([s.item for s in samples.values()], dataset.categories(), spec.subsets, spec.subsample,
+                         spec.val_ratio, spec.test_ratio, spec.seed)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)

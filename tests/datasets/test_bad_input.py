@@ -3,20 +3,22 @@ with a message naming the file. Fixtures are in the owners' layouts (pipelines/d
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 from PIL import Image
 
+from pipelines.config import DatasetSpec
 from pipelines.datasets import demo
 from pipelines.datasets.layout import DatasetLayoutError
 from pipelines.datasets.prepare import prepare
 from pipelines.inference import load_image
 from pipelines.report import tables
+from pipelines.splits import ROLES, TEST, split_file
 
-PETS = dict(format="oxford_pets", options={}, subsets={"trainval": "train", "test": "test"}, subsample=1.0,
-            val_ratio=0.25, test_ratio=0.2, seed=0)
+PETS = DatasetSpec(format="oxford_pets", path="pets", subsets={"trainval": "train", "test": "test"}, val_ratio=0.25)
 
 
 def reasons(stats: dict, key: str) -> dict:
@@ -57,7 +59,7 @@ def messy_pets(tmp_path):
 
 def test_messy_pets_are_converted_or_skipped_by_name(messy_pets, tmp_path):
     out = tmp_path / "out"
-    stats = prepare(root=messy_pets, out_dir=out, **PETS)
+    stats = prepare(PETS, messy_pets, out)
     converted = reasons(stats, "converted")
     assert converted == {"Abyssinian_1": "L image", "beagle_1": "CMYK image", "Bengal_1": "PNG data under a .jpg name",
                          "pug_1": "PNG data under a .jpg name"}
@@ -80,8 +82,8 @@ def test_messy_pets_are_converted_or_skipped_by_name(messy_pets, tmp_path):
     # Left out before the split: every split keeps its share.
     assert {role: s["images"] for role, s in stats["splits"].items()} == {"train": 9, "val": 2, "test": 8}
     # What the split files list is exactly what was kept.
-    listed = {img["file_name"] for role in ("train", "val", "test")
-              for img in json.loads((out / f"{role}.json").read_text())["images"]}
+    listed = {img["file_name"] for role in ROLES
+              for img in json.loads(split_file(out, role).read_text())["images"]}
     assert listed == {f"images/{p.name}" for p in (out / "images").iterdir()}
 
 
@@ -92,7 +94,7 @@ def test_wgisd_masks_that_disagree_with_boxes_skip_the_image(tmp_path):
     second = (root / "train_masked.txt").read_text().split()[1]
     (root / "data" / f"{first}.txt").write_text((root / "data" / f"{first}.txt").read_text() + "0 0.5 0.5 0.1 0.1\n")
     (root / "data" / f"{second}.npz").unlink()
-    stats = prepare("wgisd", root, tmp_path / "out", {}, {"train": "train", "test": "test"}, 1.0, 0.2, 0.2, 0)
+    stats = prepare(DatasetSpec("wgisd", root.name, {"train": "train", "test": "test"}), root, tmp_path / "out")
     skipped = reasons(stats, "skipped_images")
     assert sorted(skipped) == sorted([first, second])
     assert "holds masks of shape" in skipped[first] and "one mask per box line" in skipped[first]
@@ -107,8 +109,8 @@ def test_cityscapes_ignores_appledouble_and_names_a_missing_image(tmp_path):
     (root / "leftImg8bit" / "train" / "aachen" / "aachen_000000_000001_leftImg8bit.png").unlink()
     truncated = root / "leftImg8bit" / "train" / "aachen" / "aachen_000000_000002_leftImg8bit.png"
     truncated.write_bytes(truncated.read_bytes()[:-200])
-    stats = prepare("cityscapes_instances", root, tmp_path / "out", {}, {"train": "train", "val": "test"},
-                    1.0, 0.2, 0.2, 0)
+    stats = prepare(DatasetSpec("cityscapes_instances", root.name, {"train": "train", "val": "test"}), root,
+                    tmp_path / "out")
     skipped = reasons(stats, "skipped_images")
     assert list(skipped) == ["aachen_000000_000001", "aachen_000000_000002"]
     assert "aachen_000000_000001_leftImg8bit.png is missing" in skipped["aachen_000000_000001"]
@@ -153,14 +155,17 @@ def user_coco(tmp_path):
     return root
 
 
-COCO_OPTIONS = {"annotations": {"train": "labels/train.json", "test": "labels/test.json"}, "image_root": "photos"}
+USER_COCO = DatasetSpec("coco_json", "user_coco", {"train": "train", "test": "test"},
+                        options={"annotations": {"train": "labels/train.json", "test": "labels/test.json"},
+                                 "image_root": "photos"},
+                        val_ratio=0.25)
 
 
 def test_user_coco_json_anywhere_with_zero_based_ids(user_coco, tmp_path):
     out = tmp_path / "out"
-    stats = prepare("coco_json", user_coco, out, COCO_OPTIONS, {"train": "train", "test": "test"}, 1.0, 0.25, 0.2, 0)
+    stats = prepare(USER_COCO, user_coco, out)
     assert stats["labels"] == ["leaf", "fruit"]
-    test = json.loads((out / "test.json").read_text())
+    test = json.loads(split_file(out, TEST).read_text())
     assert len(test["images"]) == 4
     assert [c["id"] for c in test["categories"]] == [1, 2]
     first = next(i["id"] for i in test["images"] if i["file_name"] == "images/test_0.jpg")
@@ -182,23 +187,21 @@ def test_user_coco_json_anywhere_with_zero_based_ids(user_coco, tmp_path):
 
 
 def test_user_coco_missing_json_is_named(user_coco, tmp_path):
-    options = {**COCO_OPTIONS, "annotations": {"train": "labels/training.json"}}
+    options = {**USER_COCO.options, "annotations": {"train": "labels/training.json"}}
     with pytest.raises(DatasetLayoutError, match="labels/training.json is missing"):
-        prepare("coco_json", user_coco, tmp_path / "out", options, {"train": "train"}, 1.0, 0.25, 0.2, 0)
+        prepare(replace(USER_COCO, subsets={"train": "train"}, options=options), user_coco, tmp_path / "out")
 
 
 def test_user_coco_broken_json_is_named(user_coco, tmp_path):
     (user_coco / "labels" / "test.json").write_text('{"images": [')
     with pytest.raises(DatasetLayoutError, match="labels/test.json: not a json file"):
-        prepare("coco_json", user_coco, tmp_path / "out", COCO_OPTIONS, {"train": "train", "test": "test"},
-                1.0, 0.25, 0.2, 0)
+        prepare(USER_COCO, user_coco, tmp_path / "out")
 
 
 def test_a_subset_that_loses_every_image_says_why_with_examples(user_coco, tmp_path):
-    options = {**COCO_OPTIONS, "image_root": "labels"}  # a folder that exists, but holds no images
+    options = {**USER_COCO.options, "image_root": "labels"}  # a folder that exists, but holds no images
     with pytest.raises(DatasetLayoutError) as error:
-        prepare("coco_json", user_coco, tmp_path / "out", options, {"train": "train", "test": "test"},
-                1.0, 0.25, 0.2, 0)
+        prepare(replace(USER_COCO, options=options), user_coco, tmp_path / "out")
     lines = str(error.value).splitlines()
     assert lines[0] == "all 9 images of subset 'train' were left out:"
     assert lines[1].startswith("    9 x <file> lists <file>, which is missing, e.g. labels/train.json lists ")
@@ -208,8 +211,7 @@ def test_a_subset_that_loses_every_image_says_why_with_examples(user_coco, tmp_p
 def test_a_subset_that_loses_most_images_is_warned_about(user_coco, tmp_path, capsys):
     for name in ("train_0.jpg", "train_1.jpg", "train_2.jpg", "train_3.jpg", "train_4.jpg"):
         (user_coco / "photos" / name).write_bytes(b"not an image")
-    prepare("coco_json", user_coco, tmp_path / "out", COCO_OPTIONS, {"train": "train", "test": "test"},
-            1.0, 0.25, 0.2, 0)
+    prepare(USER_COCO, user_coco, tmp_path / "out")
     printed = capsys.readouterr().out
     assert "warning: 6 of 9 images of subset 'train' were left out:\n    5 x <file>: unreadable image" in printed
     assert "1 x <file> lists <file>, which is missing, e.g. labels/train.json lists " in printed
@@ -217,8 +219,10 @@ def test_a_subset_that_loses_most_images_is_warned_about(user_coco, tmp_path, ca
 
 # What a user's own data does to the numbers when nothing stops it: each case is refused or recorded.
 
-COCO_SPLITS = {"train": "train", "test": "test"}
-DEMO_COCO = {"annotations": {"train": "labels/train.json", "test": "labels/test.json"}, "image_root": "photos"}
+DEMO_COCO = DatasetSpec("coco_json", "coco", {"train": "train", "test": "test"},
+                        options={"annotations": {"train": "labels/train.json", "test": "labels/test.json"},
+                                 "image_root": "photos"},
+                        val_ratio=0.25)
 
 
 @pytest.fixture
@@ -237,8 +241,8 @@ def edit_json(path, change) -> None:
 def prepared(out) -> dict:
     """file name -> (image record, its annotations) over all prepared splits."""
     found = {}
-    for role in ("train", "val", "test"):
-        coco = json.loads((out / f"{role}.json").read_text())
+    for role in ROLES:
+        coco = json.loads(split_file(out, role).read_text())
         for image in coco["images"]:
             found[image["file_name"]] = (image, [a for a in coco["annotations"] if a["image_id"] == image["id"]])
     return found
@@ -257,13 +261,13 @@ def test_coco_json_with_two_images_of_one_id_is_refused(demo_coco, tmp_path):
     train = demo_coco / "labels" / "train.json"
     edit_json(train, lambda coco: coco["images"][3].update(id=coco["images"][1]["id"]))
     with pytest.raises(DatasetLayoutError) as error:
-        prepare("coco_json", demo_coco, tmp_path / "out", DEMO_COCO, COCO_SPLITS, 1.0, 0.25, 0.2, 0)
+        prepare(DEMO_COCO, demo_coco, tmp_path / "out")
     assert str(error.value) == (f"{train}: image ids [1] are each listed more than once in `images`; "
                                 "an id must name one image")
     # One file under two ids, or two files of one name but for the extension, would be stored as one image.
     edit_json(train, lambda coco: coco["images"][3].update(id=3, file_name="train_0001.png"))
     with pytest.raises(DatasetLayoutError) as error:
-        prepare("coco_json", demo_coco, tmp_path / "out", DEMO_COCO, COCO_SPLITS, 1.0, 0.25, 0.2, 0)
+        prepare(DEMO_COCO, demo_coco, tmp_path / "out")
     assert str(error.value).startswith(f"{train}: file names ['train_0001.jpg', 'train_0001.png'] (ids [1, 3]) "
                                        "give item id 'train_0001': ")
     assert not (tmp_path / "out").exists()
@@ -277,13 +281,13 @@ def test_an_image_in_two_roles_is_refused_and_one_in_two_subsets_of_a_role_kept_
     test.write_text(test.read_text() + first + "\n")  # listed in both official lists
     name = first.split()[0]
     with pytest.raises(DatasetLayoutError) as error:
-        prepare(root=root, out_dir=tmp_path / "out", **PETS)
+        prepare(PETS, root, tmp_path / "out")
     assert str(error.value) == (
         "an image must be in one role only, and an item id name one file:\n"
         f"    {(root / 'images' / f'{name}.jpg').resolve()} is in subsets 'test' (test) and 'trainval' (train): "
         "the same image would be in train and test")
     # Both lists used for training: the image is trained on once, and the second listing is named.
-    stats = prepare(root=root, out_dir=tmp_path / "out", **{**PETS, "subsets": {"trainval": "train", "test": "train"}})
+    stats = prepare(replace(PETS, subsets={"trainval": "train", "test": "train"}), root, tmp_path / "out")
     assert stats["skipped_images"] == [{"image": name, "subset": "trainval", "reason":
                                         f"{(root / 'images' / f'{name}.jpg').resolve()} is in subset 'test' too, "
                                         "of the same role: kept once"}]
@@ -294,9 +298,9 @@ def test_two_files_of_one_item_id_in_two_subsets_are_refused(demo_coco, tmp_path
     """Prepared images are stored by item id: a second file of the same id would overwrite the first."""
     shutil.copytree(demo_coco / "photos", demo_coco / "other")
     edit_json(demo_coco / "labels" / "train.json", lambda coco: coco["images"][0].update(file_name="test_0000.jpg"))
-    options = {**DEMO_COCO, "image_root": {"train": "photos", "test": "other"}}
+    options = {**DEMO_COCO.options, "image_root": {"train": "photos", "test": "other"}}
     with pytest.raises(DatasetLayoutError) as error:
-        prepare("coco_json", demo_coco, tmp_path / "out", options, COCO_SPLITS, 1.0, 0.25, 0.2, 0)
+        prepare(replace(DEMO_COCO, options=options), demo_coco, tmp_path / "out")
     assert str(error.value).splitlines()[1] == (
         f"    item id 'test_0000' names {(demo_coco / 'other' / 'test_0000.jpg').resolve()} (subset 'test') and "
         f"{(demo_coco / 'photos' / 'test_0000.jpg').resolve()} (subset 'train'): prepared images are stored by item id")
@@ -316,7 +320,7 @@ def test_exif_orientation_follows_the_annotations_size(demo_coco, tmp_path):
     Image.fromarray(shown[as_stored]).save(photos / as_stored, quality=95, exif=exif)  # annotated as stored
     edit_json(train, lambda c: [(i.pop("width"), i.pop("height")) for i in c["images"] if i["file_name"] == no_size])
     out = tmp_path / "out"
-    stats = prepare("coco_json", demo_coco, out, DEMO_COCO, COCO_SPLITS, 1.0, 0.25, 0.2, 0)
+    stats = prepare(DEMO_COCO, demo_coco, out)
     stem = lambda name: name.rsplit(".", 1)[0]  # noqa: E731
     assert {k: v for k, v in reasons(stats, "converted").items() if k in map(stem, names)} == {
         stem(as_shown): "EXIF orientation 6 applied: the annotations are 120 x 160, the image's size as shown",
@@ -356,7 +360,7 @@ def test_16_bit_images_keep_their_contrast(demo_coco, tmp_path):
     edit_json(train, lambda coco: [i.update(file_name=i["file_name"].replace(".jpg", ".png")) for i in coco["images"]
                                    if i["file_name"] in gray])
     out = tmp_path / "out"
-    stats = prepare("coco_json", demo_coco, out, DEMO_COCO, COCO_SPLITS, 1.0, 0.25, 0.2, 0)
+    stats = prepare(DEMO_COCO, demo_coco, out)
     converted = reasons(stats, "converted")
     assert converted["train_0000"] == f"I;16 image: values up to {twelve.max()} read as 12-bit, scaled to 8 bits"
     assert converted["train_0001"] == f"I;16 image: values up to {full.max()} read as 16-bit, scaled to 8 bits"
@@ -375,7 +379,7 @@ def test_an_object_outside_its_image_is_skipped_by_annotation_id(demo_coco, tmp_
             coco["annotations"].append({"id": ann_id, "image_id": image, "category_id": 0, "iscrowd": 0,
                                         "segmentation": [polygon], "bbox": [0, 0, 1, 1], "area": 1})
     edit_json(train, add_outside)
-    stats = prepare("coco_json", demo_coco, tmp_path / "out", DEMO_COCO, COCO_SPLITS, 1.0, 0.25, 0.2, 0)
+    stats = prepare(DEMO_COCO, demo_coco, tmp_path / "out")
     skipped = [e for split in stats["splits"].values() for e in split["skipped_objects"]]
     assert skipped == [
         {"image": "train_0000", "reason": "labels/train.json: annotation 901: the polygon lies entirely outside the "

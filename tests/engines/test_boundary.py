@@ -41,6 +41,7 @@ def test_a_third_engine_is_a_folder_and_one_registry_line(tmp_path, monkeypatch,
     """An engine whose folder re-uses torchvision's models under another name: registered by one line, the
     stages' functions train, load and measure it without knowing it."""
     from pipelines import checkpoints, complexity, engines, training
+    from pipelines.config import DatasetSpec
     from pipelines.datasets import demo
     from pipelines.datasets.prepare import prepare
 
@@ -50,7 +51,8 @@ def test_a_third_engine_is_a_folder_and_one_registry_line(tmp_path, monkeypatch,
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(engines.ENGINES, "third", "third_engine")
     demo.make_wgisd(tmp_path / "raw", 8, 4, seed=0)
-    prepare("wgisd", tmp_path / "raw", tmp_path / "prepared", {}, {"train": "train", "test": "test"}, 1.0, 0.25, 0.2, 0)
+    prepare(DatasetSpec("wgisd", "raw", {"train": "train", "test": "test"}, val_ratio=0.25), tmp_path / "raw",
+            tmp_path / "prepared")
     adapter = engines.adapter("third")
     result = training.fit(tiny_spec(engine="third"), adapter, tmp_path / "prepared", tmp_path / "model",
                           log=lambda m: None)

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import torch
 
 from pipelines import checkpoints, engines
+from pipelines.splits import TEST, TRAIN, VAL, split_file
 from stages import evaluate, export, validate
 from tests.conftest import prepared_wgisd
 
@@ -15,7 +16,7 @@ def test_a_model_that_detects_nothing_exports_and_scores_zero(engine_spec, tmp_p
     data = prepared_wgisd(tmp_path, 8, 3)
     # Scores are at most 1: a threshold of 1 keeps nothing on any image, as a template trained too briefly does.
     spec = engine_spec(score_threshold=1.0)
-    labels = [c["name"] for c in json.loads((data / "train.json").read_text())["categories"]]
+    labels = [c["name"] for c in json.loads(split_file(data, TRAIN).read_text())["categories"]]
     torch.manual_seed(0)
     checkpoints.save(tmp_path / "model.pt", engines.adapter(spec.engine).build(spec, len(labels)).state_dict(), spec,
                      labels, epoch=1)
@@ -24,7 +25,7 @@ def test_a_model_that_detects_nothing_exports_and_scores_zero(engine_spec, tmp_p
                              speed={"warmup": 0, "repeats": 1, "throughput_seconds": 0.1})
     for stage in (export, evaluate, validate):
         monkeypatch.setattr(stage, "load_params", lambda: params)
-    splits = ["--test", str(data / "test.json"), "--val", str(data / "val.json")]
+    splits = ["--test", str(split_file(data, TEST)), "--val", str(split_file(data, VAL))]
     export.main(["--template", "weak", "--model", str(tmp_path / "model.pt"), "--data", str(data),
                  "--out", str(tmp_path / "ir")])
     assert sorted(p.name for p in (tmp_path / "ir").iterdir()) == ["fp32"]

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from pipelines import cells
+from pipelines.config import DatasetSpec
 from pipelines.datasets import demo
 from pipelines.datasets.prepare import prepare
 
@@ -35,7 +36,7 @@ def torchrun(workdir: Path, data: Path, port: int) -> subprocess.Popen:
 def test_torchrun_writes_once_and_a_resumed_run_logs_each_epoch_once(tmp_path, tiny_spec):
     demo.make_wgisd(tmp_path / "raw", 16, 4, seed=0)
     data = tmp_path / "prepared"
-    prepare("wgisd", tmp_path / "raw", data, {}, {"train": "train", "test": "test"}, 1.0, 0.25, 0.2, 0)
+    prepare(DatasetSpec("wgisd", "raw", {"train": "train", "test": "test"}, val_ratio=0.25), tmp_path / "raw", data)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     recipe = {k: v for k, v in dataclasses.asdict(tiny_spec(epochs=3)).items() if k != "seed"}
     params["templates"] = {"tiny": recipe}

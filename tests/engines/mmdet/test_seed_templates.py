@@ -18,6 +18,7 @@ from pipelines.engines.mmdet import Adapter
 from pipelines.engines.mmdet.model import PretrainedWeightsError, build_model
 from pipelines.inference import load_image, preprocess
 from pipelines.ir import OpenVinoPredictor
+from pipelines.splits import TEST, VAL, split_file
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -133,7 +134,7 @@ def test_seed_template_trains_evaluates_exports_and_validates(name, wgisd, tmp_p
     model, metrics = tmp_path / "model", tmp_path / "metrics"
     train.main(["--template", name, "--seed", "0", "--data", str(wgisd), "--out", str(model),
                 "--metrics", str(metrics)])
-    splits = ["--test", str(wgisd / "test.json"), "--val", str(wgisd / "val.json")]
+    splits = ["--test", str(split_file(wgisd, TEST)), "--val", str(split_file(wgisd, VAL))]
     evaluate.main(["--template", name, "--model", str(model / "model.pt"), *splits, "--out", str(metrics / "pt.json"),
                    "--replicates", str(metrics / "pt_boot.json"), "--per-class", str(metrics / "per_class.json"),
                    "--errors", str(metrics / "pt_errors.json"), "--examples", str(metrics / "examples.jpg"),
@@ -146,7 +147,7 @@ def test_seed_template_trains_evaluates_exports_and_validates(name, wgisd, tmp_p
     assert abs(pytorch["segm_map"] - ir["segm_map"]) <= 0.5 and abs(pytorch["bbox_map"] - ir["bbox_map"]) <= 0.5
     # The predictions themselves, on a test image.
     loaded = load_trained(model / "model.pt", Adapter)
-    image = load_image(wgisd / json.loads((wgisd / "test.json").read_text())["images"][0]["file_name"])
+    image = load_image(wgisd / json.loads(split_file(wgisd, TEST).read_text())["images"][0]["file_name"])
     batch, _ = preprocess(image, loaded.input_spec)
     expected = torch_predictor(loaded.graph)(batch)
     got = OpenVinoPredictor(model / "ir" / "fp32" / "model.xml")(batch)
