@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from pipelines import inference
 from pipelines.cli import UserError
 from pipelines.engines import ENGINES
 from pipelines.precisions import PRECISIONS
@@ -20,9 +21,7 @@ from pipelines.splits import ROLES
 
 PARAMS_FILE = Path("params.yaml")
 
-# The values TemplateSpec's keys take (pipelines/inference.py and pipelines/training.py act on them).
-CHANNELS = ("RGB", "BGR")
-RESIZE_MODES = ("letterbox", "keep_ratio", "stretch")
+# The values TemplateSpec's keys take (pipelines/training.py acts on them; the input's are pipelines/inference.py's).
 SCHEDULES = ("cosine", "constant", "plateau")
 OPTIMIZERS = ("sgd", "adamw")
 # Dataset formats: this project's importers (the keys of pipelines/datasets/prepare.py's PLUGINS) and the
@@ -70,11 +69,12 @@ class TemplateSpec:
     lr: float
     model: dict = field(default_factory=dict)  # the engine's architecture keys
     pretrained: str = "none"       # none, or what the engine accepts (a checkpoint path, imagenet, coco, a URL...)
-    mean: list = (123.675, 116.28, 103.53)  # input normalisation, per channel in `channels` order, 0..255 pixels
-    std: list = (58.395, 57.12, 57.375)
-    channels: str = "RGB"          # RGB | BGR: the channel order the model takes
-    resize_mode: str = "letterbox" # letterbox | keep_ratio | stretch: see pipelines/inference.py
-    size_divisor: int = 32         # keep_ratio, stretch: input sides padded to a multiple of this
+    # The input, with input_size (inference.template_input makes it the model's InputSpec; the defaults are its):
+    mean: list = inference.MEAN    # normalisation per channel in `channels` order, on 0..255 pixel values
+    std: list = inference.STD
+    channels: str = inference.CHANNEL_ORDER     # RGB | BGR: the channel order the model takes
+    resize_mode: str = inference.RESIZE_MODE    # letterbox | keep_ratio | stretch: see pipelines/inference.py
+    size_divisor: int = inference.SIZE_DIVISOR  # keep_ratio, stretch: input sides padded to a multiple of this
     momentum: float = 0.9
     weight_decay: float = 0.0001
     warmup_iters: int = 0          # linear warm-up over this many iterations...
@@ -175,8 +175,8 @@ TEMPLATE_RULES = {
     "pretrained": TEXT,
     "mean": Rule("3 numbers, one per channel", lambda v: _numbers(v, 3)),
     "std": Rule("3 numbers > 0, one per channel", lambda v: _numbers(v, 3) and min(v) > 0),
-    "channels": one_of(CHANNELS),
-    "resize_mode": one_of(RESIZE_MODES),
+    "channels": one_of(inference.CHANNEL_ORDERS),
+    "resize_mode": one_of(inference.RESIZE_MODES),
     "size_divisor": whole(1),
     "momentum": FRACTION,
     "weight_decay": NON_NEGATIVE,

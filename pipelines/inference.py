@@ -22,23 +22,29 @@ import numpy as np
 import pycocotools.mask as mask_utils
 from PIL import Image, ImageOps
 
+# The input a model takes unless its template says otherwise: pipelines.config.TemplateSpec's defaults are these.
 # ImageNet statistics in 0..255 pixel values (RGB), what most ImageNet-trained backbones expect.
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
-MASK_THRESHOLD = 0.5
+CHANNEL_ORDER = "RGB"
+RESIZE_MODE = "letterbox"
+SIZE_DIVISOR = 32
+# The values `channels` and `resize_mode` may take (params.yaml's are checked against these).
 CHANNEL_ORDERS = ("RGB", "BGR")
 RESIZE_MODES = ("letterbox", "keep_ratio", "stretch")
+MASK_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What the graph expects; the exported IR carries a copy in its runtime info."""
+    """What the graph expects: built from a template by `template_input`, or read back from the copy an exported
+    IR carries in its runtime info (`from_dict`)."""
     size: int
-    mean: tuple = MEAN              # per channel, in the order of `channels`, on 0..255 pixel values
+    mean: tuple = MEAN                  # per channel, in the order of `channels`, on 0..255 pixel values
     std: tuple = STD
-    channels: str = "RGB"           # RGB | BGR: the channel order the graph takes
-    resize_mode: str = "letterbox"  # letterbox | keep_ratio | stretch (see the module's docstring)
-    size_divisor: int = 32          # keep_ratio and stretch: the canvas sides are multiples of this
+    channels: str = CHANNEL_ORDER       # RGB | BGR: the channel order the graph takes
+    resize_mode: str = RESIZE_MODE      # letterbox | keep_ratio | stretch (see the module's docstring)
+    size_divisor: int = SIZE_DIVISOR    # keep_ratio and stretch: the canvas sides are multiples of this
 
     def __post_init__(self):
         if self.channels not in CHANNEL_ORDERS:
