@@ -31,7 +31,7 @@ def run(spec, data: Path) -> dict:
     torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
-        result = training.fit(spec, engines.adapter(spec.engine), data, Path(out),
+        result = training.fit(spec, engines.adapter(spec.engine), data, Path(out), seed=0,
                               log=lambda m: print("   ", m, flush=True))
     last = result.history[-1]
     return {"images_per_second": last["images_per_second"], "data_wait": last["data_wait_share"],
@@ -53,7 +53,7 @@ def main() -> None:
     has_bf16 = torch.cuda.is_bf16_supported()
     rows = []
     for name in args.templates:
-        base = dataclasses.replace(load_params().templates[name], seed=0, epochs=args.epochs, pretrained="none",
+        base = dataclasses.replace(load_params().templates[name], epochs=args.epochs, pretrained="none",
                                    num_workers=args.workers)
         found = {}
         for label, amp in [("full", False), ("bfloat16" if has_bf16 else "float16", True)] + \

@@ -20,7 +20,7 @@ from pipelines import checkpoints, engines, training
 from pipelines.config import load_params
 from pipelines.evaluation import coco_metrics
 from pipelines.inference import predict_split
-from pipelines.splits import TEST, split_file
+from pipelines.splits import PREPARED, TEST, split_file
 
 
 def random_start(spec):
@@ -36,12 +36,12 @@ def random_start(spec):
     return dataclasses.replace(spec, pretrained="none", model=model)
 
 
-def run(spec, data: Path) -> tuple[list, float, float]:
+def run(spec, data: Path, seed: int) -> tuple[list, float, float]:
     """Validation segm mAP per epoch, test segm mAP of the kept epoch, minutes."""
     start = time.monotonic()
     adapter = engines.adapter(spec.engine)
     with tempfile.TemporaryDirectory() as out:
-        result = training.fit(spec, adapter, data, Path(out), log=lambda m: print("   ", m, flush=True))
+        result = training.fit(spec, adapter, data, Path(out), seed=seed, log=lambda m: print("   ", m, flush=True))
         loaded = checkpoints.load(Path(out) / "model.pt", adapter)
         results = predict_split(checkpoints.torch_predictor(loaded.graph), split_file(data, TEST), loaded.input_spec,
                                 loaded.score_threshold)
@@ -57,14 +57,14 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     spec = load_params().templates[args.template]
-    spec = dataclasses.replace(spec, seed=args.seed, epochs=args.epochs or spec.epochs)
-    data = Path("data/prepared") / args.dataset
+    spec = dataclasses.replace(spec, epochs=args.epochs or spec.epochs)
+    data = PREPARED / args.dataset
     if spec.pretrained != "imagenet":
         sys.exit(f"template {args.template} starts from {spec.pretrained!r}, not imagenet: nothing to compare")
     found = {}
     for name, variant in (("ImageNet", spec), ("random", random_start(spec))):
         print(f"{args.template} from {name} weights on {data}", flush=True)
-        found[name] = run(variant, data)
+        found[name] = run(variant, data, args.seed)
     print(f"\n{args.template} on {args.dataset}, seed {args.seed}: validation segm mAP per epoch\n")
     print("| epoch | from ImageNet | from random weights | difference |\n|---:|---:|---:|---:|")
     for epoch, (a, b) in enumerate(zip(found["ImageNet"][0], found["random"][0]), 1):

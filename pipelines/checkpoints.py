@@ -35,8 +35,10 @@ def restore(checkpoint: Path, adapter: ModelAdapter):
     if not isinstance(state, dict) or not {"model", "template", "labels"} <= set(state):
         raise UserError(f"{checkpoint} is not a checkpoint the train stage wrote (it holds no model, template and "
                         "labels)")
-    # The trained weights replace any pretrained start, so none is loaded here.
-    spec = TemplateSpec(**{**state["template"], "pretrained": "none"})
+    # The trained weights replace any pretrained start, so none is loaded here. A model.pt written while the seed
+    # was a template key holds one: the seed is the cell's, not a TemplateSpec key.
+    stored = {k: v for k, v in state["template"].items() if k != "seed"}
+    spec = TemplateSpec(**{**stored, "pretrained": "none"})
     model = adapter.build(spec, len(state["labels"]))
     model.load_state_dict(state["model"])
     return model.eval(), spec, state["labels"]

@@ -93,7 +93,6 @@ class TemplateSpec:
     dataset_repeats: int = 1       # an epoch passes over the training images this many times
     amp: bool = True               # mixed precision on CUDA (ignored on CPU)
     score_threshold: float = 0.05  # keep detections above this score; low so mAP sees the whole PR curve
-    seed: int = 0                  # not in params.yaml: the train stage sets it from `run.seeds`
 
 
 def engine_options(cls, spec: TemplateSpec, allowed=None):
@@ -196,8 +195,9 @@ TEMPLATE_RULES = {
     "dataset_repeats": whole(1),
     "amp": Rule("true or false", lambda v: isinstance(v, bool)),
     "score_threshold": FRACTION,
-    "seed": Rule("not set here: each training runs once per seed of run.seeds", lambda v: False),
 }
+# Keys a template may not hold, and why: a training's seed is its cell's (run.seeds), not its recipe's.
+TEMPLATE_REFUSED = {"seed": Rule("not set here: each training runs once per seed of run.seeds", lambda v: False)}
 DATASET_RULES = {
     "format": Rule(f"one of this project's formats {list(OWN_FORMATS)} or Datumaro's {list(DATUMARO_FORMATS)}",
                    lambda v: isinstance(v, str) and v in OWN_FORMATS + DATUMARO_FORMATS),
@@ -214,9 +214,11 @@ DATASET_RULES = {
 
 @dataclass(frozen=True)
 class Section:
-    """A mapping of these keys, each holding what its Rule or Section says; `optional` ones may be left out."""
+    """A mapping of these keys, each holding what its Rule or Section says; `optional` ones may be left out. A name
+    of `refused` is no key of it: given, it is refused with its Rule's reason."""
     keys: dict
     optional: tuple = ()
+    refused: dict = field(default_factory=dict)
 
     @property
     def allowed(self) -> str:
@@ -234,10 +236,10 @@ class Entries:
         return f"a mapping of names to {self.of}"
 
 
-def spec_section(cls, rules: dict) -> Section:
-    """The keys of dataclass `cls`, checked by `rules`; a key with a default may be left out."""
+def spec_section(cls, rules: dict, refused: dict | None = None) -> Section:
+    """The keys of dataclass `cls`, checked by `rules`; a key with a default may be left out; `refused`: see Section."""
     return Section(rules, tuple(f.name for f in fields(cls)
-                                if f.default is not MISSING or f.default_factory is not MISSING))
+                                if f.default is not MISSING or f.default_factory is not MISSING), refused or {})
 
 
 # run.templates' shape; _selection_problems checks the names against templates
@@ -278,7 +280,8 @@ SCHEMA = Section({
                   lambda v: isinstance(v, dict) and all(isinstance(archives, list) and all(
                       isinstance(a, dict) and "url" in a for a in archives) for archives in v.values())),
     "datasets": Entries(spec_section(DatasetSpec, DATASET_RULES), "datasets (DatasetSpec's keys)"),
-    "templates": Entries(spec_section(TemplateSpec, TEMPLATE_RULES), "templates (TemplateSpec's keys)"),
+    "templates": Entries(spec_section(TemplateSpec, TEMPLATE_RULES, TEMPLATE_REFUSED),
+                         "templates (TemplateSpec's keys)"),
 }, optional=("fetch",))
 
 
@@ -309,7 +312,8 @@ def _problems(schema, value, key: str = "") -> list:
         return [line for name, entry in value.items() for line in _problems(schema.entry, entry, f"{key}.{name}")]
     found = []
     for name, item in value.items():
-        found += _problems(schema.keys[name], item, _dotted(key, name)) if name in schema.keys else \
+        rule = schema.keys.get(name, schema.refused.get(name))
+        found += _problems(rule, item, _dotted(key, name)) if rule is not None else \
             [f"{_dotted(key, name)} is {_shown(item)}: {_unknown(name, schema.keys, key)}"]
     return found + [f"{_dotted(key, name)} is missing: {rule.allowed}" for name, rule in schema.keys.items()
                     if name not in value and name not in schema.optional]

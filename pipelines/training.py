@@ -227,9 +227,9 @@ def train_one_epoch(training: Training, loader, step_lr, epoch: int, show_progre
             "data_wait_share": round(waited / seconds, 4), "images_per_second": round(seen / seconds, 2)}
 
 
-def fingerprint(spec, data_dir: Path) -> str:
-    """What a saved run must match to be resumed: the recipe and the training and validation data."""
-    digest = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode())
+def fingerprint(spec, seed: int, data_dir: Path) -> str:
+    """What a saved run must match to be resumed: the recipe, the seed and the training and validation data."""
+    digest = hashlib.sha256(json.dumps({**asdict(spec), "seed": seed}, sort_keys=True).encode())
     for role in (TRAIN, VAL):
         digest.update(split_file(data_dir, role).read_bytes())
     return digest.hexdigest()
@@ -257,14 +257,14 @@ def _device(log=print):
     return torch.device("cuda", index)
 
 
-def _loader(spec, data_dir: Path, world: int, rank: int):
+def _loader(spec, seed: int, data_dir: Path, world: int, rank: int):
     """The training split's loader (each process its share under DDP), its sampler and its random generator."""
     dataset = CocoInstances(split_file(data_dir, TRAIN), inference.template_input(spec), flip=True,
                             scale_range=spec.scale_range)
     if spec.dataset_repeats > 1:  # an epoch passes over the training images this many times
         dataset = torch.utils.data.ConcatDataset([dataset] * spec.dataset_repeats)
-    generator = torch.Generator().manual_seed(spec.seed)
-    sampler = torch.utils.data.DistributedSampler(dataset, world, rank, shuffle=True, seed=spec.seed) \
+    generator = torch.Generator().manual_seed(seed)
+    sampler = torch.utils.data.DistributedSampler(dataset, world, rank, shuffle=True, seed=seed) \
         if world > 1 else None
     loader = torch.utils.data.DataLoader(dataset, batch_size=spec.batch_size, shuffle=sampler is None,
                                          sampler=sampler, num_workers=spec.num_workers, collate_fn=collate,
@@ -272,9 +272,10 @@ def _loader(spec, data_dir: Path, world: int, rank: int):
     return loader, sampler, generator
 
 
-def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, log=print,
+def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, *, seed: int, log=print,
         on_epoch=lambda record: None) -> TrainResult:
-    """Trains template `spec`, whose models `adapter` builds, on the prepared dataset in `data_dir`; writes
+    """Trains template `spec`, whose models `adapter` builds, on the prepared dataset in `data_dir` with training
+    seed `seed` (the cell's: it seeds the weights' start, the augmentation and the batches' order); writes
     `<out_dir>/model.pt`.
 
     The saved checkpoint holds the epoch with the best validation segm mAP. A `resume.pt` left by a
@@ -286,10 +287,10 @@ def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, log=print,
     device = _device(log)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    random.seed(spec.seed + rank)
-    torch.manual_seed(spec.seed)
+    random.seed(seed + rank)
+    torch.manual_seed(seed)
     labels = [c["name"] for c in json.loads(split_file(data_dir, TRAIN).read_text())["categories"]]
-    loader, sampler, generator = _loader(spec, data_dir, world, rank)
+    loader, sampler, generator = _loader(spec, seed, data_dir, world, rank)
     training = Training(spec, adapter, len(labels), generator, world, device)
     if rank == 0:
         precision = f"mixed precision ({str(training.amp_dtype)[6:]})" if training.amp_dtype else "full precision"
@@ -299,7 +300,7 @@ def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, log=print,
                                                   lambda i: lr_factor(i, total, spec.warmup_iters, spec.schedule,
                                                                     spec.warmup_ratio, spec.min_lr_ratio))
     out_dir.mkdir(parents=True, exist_ok=True)
-    resume_file, key = out_dir / cells.RESUME_FILE, fingerprint(spec, data_dir)
+    resume_file, key = out_dir / cells.RESUME_FILE, fingerprint(spec, seed, data_dir)
     _resume(training, scheduler, _load_resume(resume_file, key, log), resume_file, rank, log, on_epoch)
     if world > 1:
         training.step_model = torch.nn.parallel.DistributedDataParallel(training.model)

@@ -57,21 +57,21 @@ def keep_in_summary(live: Live, kept: dict) -> None:
 
 def main(args=None) -> None:
     args = parser().parse_args(args)
-    spec = dataclasses.replace(load_params().templates[args.template], seed=args.seed)
+    spec = load_params().templates[args.template]
     # Under torchrun every process trains; process 0 alone logs and writes the stage's outputs.
     primary = int(os.environ.get("RANK", 0)) == 0
     start = time.monotonic()
     if primary:
         print(f"training {args.template} ({spec.engine} engine, {spec.input_size}px, {spec.epochs} epochs, "
-              f"seed {spec.seed}) "
-              f"on {args.data}", flush=True)
+              f"seed {args.seed}) on {args.data}", flush=True)
     # DVCLive starts its folder afresh; a resumed run replays its finished epochs first, so each is logged once.
     live = Live(dir=str(args.metrics / cells.LIVE_FOLDER), dvcyaml=None, save_dvc_exp=False, report=None) if primary \
         else contextlib.nullcontext()
     with live:
         if primary:
+            # The recipe as trained; the seed is the cell's (its name), not the recipe's.
             live.log_params(json.loads(json.dumps(dataclasses.asdict(spec))))  # lists, not tuples
-        result = training.fit(spec, engines.adapter(spec.engine), args.data, args.out,
+        result = training.fit(spec, engines.adapter(spec.engine), args.data, args.out, seed=args.seed,
                               log=lambda m: print(m, flush=True),
                               on_epoch=epoch_logger(live) if primary else lambda record: None)
         if primary:

@@ -20,9 +20,9 @@ from tests.conftest import prepared_wgisd
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def fit(spec, data, out, **options):
+def fit(spec, data, out, seed=0, **options):
     """The shared loop driving the models of the template's engine."""
-    return training.fit(spec, engines.get(spec.engine).Adapter, data, out, **options)
+    return training.fit(spec, engines.get(spec.engine).Adapter, data, out, seed=seed, **options)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ from pathlib import Path
 from pipelines import engines, training
 from pipelines.config import TemplateSpec
 spec = TemplateSpec(**json.loads(sys.argv[2]))
-training.fit(spec, engines.get(spec.engine).Adapter, Path(sys.argv[3]), Path(sys.argv[4]), log=print)
+training.fit(spec, engines.get(spec.engine).Adapter, Path(sys.argv[3]), Path(sys.argv[4]), seed=0, log=print)
 """
 
 

@@ -123,13 +123,13 @@ def epochs(metrics_dir: Path, selected: list) -> pd.DataFrame:
 
 
 def recipes(metrics_dir: Path, selected: list) -> dict:
-    """template -> the recipe its first trained cell recorded (DVCLive's params.yaml), the seed left out."""
+    """template -> the recipe its first trained cell recorded (DVCLive's params.yaml)."""
     found = {}
     for cell in selected:
         path = cell.metrics_dir(metrics_dir) / cell_files.RECIPE_FILE
         recorded = yaml.safe_load(path.read_text()) if path.is_file() else {}
         if cell.template not in found and recorded:
-            found[cell.template] = {k: v for k, v in recorded.items() if k != "seed"}
+            found[cell.template] = recorded
     return found
 
 

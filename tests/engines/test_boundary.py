@@ -54,7 +54,7 @@ def test_a_third_engine_is_a_folder_and_one_registry_line(tmp_path, monkeypatch,
     prepare(DatasetSpec("wgisd", "raw", {"train": "train", "test": "test"}, val_ratio=0.25), tmp_path / "raw",
             tmp_path / "prepared")
     adapter = engines.adapter("third")
-    result = training.fit(tiny_spec(engine="third"), adapter, tmp_path / "prepared", tmp_path / "model",
+    result = training.fit(tiny_spec(engine="third"), adapter, tmp_path / "prepared", tmp_path / "model", seed=0,
                           log=lambda m: None)
     assert result.best_epoch == 1
     loaded = checkpoints.load(tmp_path / "model" / "model.pt", adapter)

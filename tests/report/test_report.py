@@ -45,7 +45,7 @@ def metrics(tmp_path):
         curve = cell.metrics_dir(root) / cells.VAL_SEGM_CURVE
         curve.parent.mkdir(parents=True, exist_ok=True)
         curve.write_text("step\tsegm_map\n" + "".join(f"{e}\t{segm * e / 3}\n" for e in (1, 2, 3)))
-    (cell.metrics_dir(root) / cells.RECIPE_FILE).write_text("lr: 0.01\nseed: 1\n")
+    (cell.metrics_dir(root) / cells.RECIPE_FILE).write_text("lr: 0.01\n")
     (tmp_path / "stats").mkdir()
     return tmp_path
 
