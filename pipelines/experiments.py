@@ -16,7 +16,6 @@ import hashlib
 import json
 import sys
 
-import numpy as np
 import pandas as pd
 import yaml
 from dvc.api import DVCFileSystem, exp_show
@@ -25,6 +24,7 @@ from pipelines import cells
 from pipelines.cli import run
 from pipelines.splits import PREPARED, TEST, split_file
 from pipelines.comparison import Comparison, Measured
+from pipelines.report import collect
 
 WORKSPACE = "workspace"
 
@@ -43,6 +43,11 @@ class Revision:
         except (FileNotFoundError, OSError):
             return None
 
+    def read_json(self, path) -> dict:
+        """A JSON file's contents, {} where it is missing (as pipelines.report.collect reads them)."""
+        found = self.read(path)
+        return json.loads(found) if found is not None else {}
+
     @property
     def templates(self) -> list:
         return [t for names in self.params["run"]["templates"].values() for t in names or []]
@@ -52,17 +57,12 @@ class Revision:
         found = self.read(split_file(PREPARED / dataset, TEST))
         return hashlib.sha256(found.encode()).hexdigest() if found is not None else None
 
-    def cell(self, template: str, dataset: str) -> Measured | None:
-        """Each seed's test segm mAP and its bootstrap replicates; None if any seed's files are missing."""
-        points, replicates = [], []
-        for seed in self.params["run"]["seeds"]:
-            cell = cells.Cell(template, dataset, seed)
-            found = [self.read(cell.results(cells.PYTORCH)), self.read(cell.replicates(cells.PYTORCH))]
-            if None in found:
-                return None
-            points.append(json.loads(found[0])["segm_map"])
-            replicates.append(json.loads(found[1])["segm_map"])
-        return Measured(np.array(points, float), np.array(replicates, float))
+    def measured(self, template: str, dataset: str) -> Measured | None:
+        """Each seed's test segm mAP and its bootstrap replicates, as the report reads them; None if any seed's
+        files are missing."""
+        found = collect.measured(cells.METRICS, [template], [dataset], self.params["run"]["seeds"], cells.PYTORCH,
+                                 "segm_map", read=self.read_json)
+        return found.get((template, dataset))
 
 
 def flat(values, prefix="") -> dict:
@@ -89,7 +89,7 @@ def comparison(a: Revision, b: Revision, datasets: list) -> pd.DataFrame:
     """template, dataset (and average), A, B, B - A, low, high, P(B > A) for every template both ran."""
     rows = []
     for template in [t for t in b.templates if t in a.templates]:
-        found = {(f"{r.name}:{template}", d): r.cell(template, d) for r in (a, b) for d in datasets}
+        found = {(f"{r.name}:{template}", d): r.measured(template, d) for r in (a, b) for d in datasets}
         if any(v is None for v in found.values()):
             continue
         compared = Comparison(found, [f"{a.name}:{template}", f"{b.name}:{template}"], datasets,

@@ -183,6 +183,21 @@ def predict_image(predictor, pixels: np.ndarray, spec: InputSpec, score_threshol
     return postprocess(predictor(batch), scale, pixels.shape[0], pixels.shape[1], image_id, score_threshold)
 
 
+def split_images(split_json: Path, count: int, seed: int | None = None) -> list:
+    """RGB images of a prepared split: its first `count`, or with `seed` `count` drawn reproducibly (kept in the
+    split's order)."""
+    images = json.loads(Path(split_json).read_text())["images"]
+    chosen = range(min(count, len(images))) if seed is None else \
+        sorted(np.random.default_rng(seed).permutation(len(images))[:count])
+    return [load_image(Path(split_json).parent / images[i]["file_name"]) for i in chosen]
+
+
+def split_inputs(split_json: Path, spec: InputSpec, count: int, seed: int | None = None) -> list:
+    """`split_images` preprocessed as `spec` says: `[1, 3, H, W]` inputs, e.g. what latency is timed on, what
+    export traces and calibrates on."""
+    return [preprocess(pixels, spec)[0] for pixels in split_images(split_json, count, seed)]
+
+
 def predict_split(predictor, split_json: Path, spec: InputSpec, score_threshold: float, progress=None) -> list:
     """Runs `predictor` over every image of a prepared COCO split; returns COCO results."""
     coco = json.loads(Path(split_json).read_text())

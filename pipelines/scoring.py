@@ -6,13 +6,12 @@ the score threshold with the best F1 on the validation split, and precision / re
 split; the errors behind the mAP (pipelines.tide) on the same resamples; batch-1 latency on the first test image.
 """
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines import confidence, tide
 from pipelines.evaluation import evaluate
-from pipelines.inference import load_image, predict_split, preprocess
+from pipelines.inference import predict_split, split_inputs
 from pipelines.speed import latency
 
 
@@ -23,12 +22,6 @@ class Scored:
     replicates: dict       # segm_map, bbox_map: the bootstrap replicates
     errors: dict           # pipelines.tide.analyse: dAPs with intervals and replicates, counts, confusion, areas
     results: list          # the test split's COCO results
-
-
-def first_input(split_json: Path, input_spec):
-    """The preprocessed first image of a split: what latency is timed on."""
-    first = json.loads(split_json.read_text())["images"][0]
-    return preprocess(load_image(split_json.parent / first["file_name"]), input_spec)[0]
 
 
 def score(predictor, input_spec, score_threshold: float, test_json: Path, val_json: Path, confidence_params: dict,
@@ -42,6 +35,7 @@ def score(predictor, input_spec, score_threshold: float, test_json: Path, val_js
     metrics.update(bounds)
     metrics.update(confidence.deploy_scores(confidence.match(val_json, val_results, "segm"), matches["segm"]))
     found = tide.analyse(test_json, results, metrics["deploy_threshold"], **confidence_params)
-    seconds = latency(predictor, first_input(test_json, input_spec), speed["warmup"], speed["repeats"])
+    (first,) = split_inputs(test_json, input_spec, 1)
+    seconds = latency(predictor, first, speed["warmup"], speed["repeats"])
     metrics["latency_ms"] = round(1000 * seconds, 2)
     return Scored(metrics, per_class, replicates, found, results)

@@ -9,16 +9,13 @@ that did not change is written byte for byte the same, so DVC does not re-valida
 """
 
 import argparse
-import json
 from pathlib import Path
-
-import numpy as np
 
 from pipelines import checkpoints, engines
 from pipelines.cli import run
 from pipelines.config import load_params
 from pipelines.export import convert, write
-from pipelines.inference import load_image, preprocess
+from pipelines.inference import split_inputs
 from pipelines.precisions import PRECISIONS
 from pipelines.splits import TRAIN, VAL, split_file
 
@@ -32,25 +29,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def inputs(split_json: Path, input_spec, count: int, seed: int = 0) -> list:
-    """Preprocessed inputs of `count` images of a split, drawn reproducibly."""
-    images = json.loads(split_json.read_text())["images"]
-    chosen = np.random.default_rng(seed).permutation(len(images))[:count]
-    return [preprocess(load_image(split_json.parent / images[i]["file_name"]), input_spec)[0] for i in sorted(chosen)]
-
-
 def main(args=None) -> None:
     args = parser().parse_args(args)
     params = load_params()
     engine = params.templates[args.template].engine
     loaded = checkpoints.load(args.model, engines.adapter(engine))
     # Any image traces (pipelines.export.convert): a model that detects nothing on any of them exports too.
-    (example,) = inputs(split_file(args.data, VAL), loaded.input_spec, count=1)
+    (example,) = split_inputs(split_file(args.data, VAL), loaded.input_spec, 1, seed=0)
     model = convert(loaded.graph, example, loaded.labels, loaded.input_spec.to_dict(), loaded.score_threshold)
     precisions = ["fp32"] + [p for p in params.export["precisions"] if p != "fp32"]
     quantized = any(PRECISIONS[p].weights == "int8" for p in precisions)
-    calibration = inputs(split_file(args.data, TRAIN), loaded.input_spec, params.export["calibration_images"]) \
-        if quantized else []
+    calibration = split_inputs(split_file(args.data, TRAIN), loaded.input_spec, params.export["calibration_images"],
+                               seed=0) if quantized else []
     for precision in precisions:
         write(model, args.out, precision, calibration, engines.get(engine).INT8_FLOAT_SCOPES)
     print(f"exported {args.model} to {', '.join(precisions)} IRs in {args.out}")

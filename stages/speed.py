@@ -18,7 +18,7 @@ from pipelines import cells
 from pipelines.cli import run
 from pipelines.config import load_params
 from pipelines.files import write_text_atomic
-from pipelines.inference import InputSpec, load_image, predict_image
+from pipelines.inference import InputSpec, predict_image, split_images
 from pipelines.ir import OpenVinoPredictor
 from pipelines.speed import CpuLoad, machine, side_by_side
 from pipelines.splits import TEST, split_file
@@ -41,11 +41,6 @@ def runner(xml_path: Path):
     return partial(predict_image, predictor, spec=spec, score_threshold=predictor.score_threshold), predictor.precision
 
 
-def test_images(split_json: Path, count: int) -> list:
-    images = json.loads(split_json.read_text())["images"][:count]
-    return [load_image(split_json.parent / image["file_name"]) for image in images]
-
-
 def time_dataset(models: Path, data: Path, dataset: str, templates: list, seeds: list, precision: str,
                  timing: dict) -> dict:
     runners, computed = {}, set()
@@ -55,7 +50,7 @@ def time_dataset(models: Path, data: Path, dataset: str, templates: list, seeds:
             run, compute = runner(cells.Cell(template, dataset, seed).ir(precision, models))
             runners[template].append(run)
             computed.add(compute)
-    inputs = test_images(split_file(data / dataset, TEST), timing["images"])
+    inputs = split_images(split_file(data / dataset, TEST), timing["images"])
     with CpuLoad() as load:
         times = side_by_side(runners, inputs, timing["rounds"], timing["warmup"])
     return {"ms": {t: [round(v, 3) for v in times[t]] for t in templates}, "inference_precision": sorted(computed),

@@ -1,9 +1,12 @@
+import json
+
 import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 from PIL import Image
 
-from pipelines.inference import InputSpec, load_image, placement, postprocess, preprocess
+from pipelines.inference import (InputSpec, load_image, placement, postprocess, preprocess, split_images,
+                                 split_inputs)
 
 
 def test_letterbox_keeps_aspect_and_pads():
@@ -107,3 +110,20 @@ def test_mask_paste_agrees_with_torchvision():
                                       (100, 90), padding=1)[0, 0].numpy() >= 0.5
         union = (ours | theirs).sum()
         assert union == 0 or (ours & theirs).sum() / union > 0.9
+
+
+def test_a_splits_images_are_its_first_or_a_seeded_draw_kept_in_split_order(tmp_path):
+    """What latency is timed on (the first test image) and what export traces and calibrates on (a seeded draw)."""
+    shades = [10, 60, 110, 160, 210]
+    for k, shade in enumerate(shades):
+        Image.new("RGB", (8, 6), (shade,) * 3).save(tmp_path / f"{k}.png")
+    split = tmp_path / "test.json"
+    split.write_text(json.dumps({"images": [{"id": k + 1, "file_name": f"{k}.png"} for k in range(len(shades))]}))
+    shown = lambda images: [int(pixels[0, 0, 0]) for pixels in images]  # noqa: E731
+    assert shown(split_images(split, 2)) == [10, 60] and shown(split_images(split, 9)) == shades
+    drawn = shown(split_images(split, 3, seed=0))
+    assert drawn == shown(split_images(split, 3, seed=0)) == sorted(drawn) and len(set(drawn) & set(shades)) == 3
+    assert drawn != shown(split_images(split, 3, seed=1))
+    (first,) = split_inputs(split, InputSpec(size=8), 1)
+    assert first.shape == (1, 3, 8, 8) and np.array_equal(first, preprocess(load_image(tmp_path / "0.png"),
+                                                                            InputSpec(size=8))[0])

@@ -2,6 +2,7 @@
 per-epoch validation, the datasets' statistics and the recipes as trained. Nothing here formats or judges."""
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,15 +42,17 @@ def long_table(metrics_dir: Path, selected: list, runtimes: list) -> pd.DataFram
     return long
 
 
-def measured(metrics_dir: Path, templates: list, datasets: list, seeds: list, runtime: str, value: str) -> dict:
+def measured(metrics_dir: Path, templates: list, datasets: list, seeds: list, runtime: str, value: str,
+             read: Callable[[Path], dict] = _read) -> dict:
     """`{(template, dataset): comparison.Measured}` of `value` (segm_map, bbox_map) for one runtime: each seed's point
-    and bootstrap replicates. A template x dataset with any seed's files missing is left out."""
+    and bootstrap replicates. A template x dataset with any seed's files missing is left out. `read`: a JSON file's
+    contents, {} where it is missing (pipelines.experiments reads another revision's through DVC)."""
     found = {}
     for template in templates:
         for dataset in datasets:
             runs = [Cell(template, dataset, s) for s in seeds]
-            results = [_read(c.results(runtime, metrics_dir)) for c in runs]
-            replicates = [_read(c.replicates(runtime, metrics_dir)) for c in runs]
+            results = [read(c.results(runtime, metrics_dir)) for c in runs]
+            replicates = [read(c.replicates(runtime, metrics_dir)) for c in runs]
             if all(value in r for r in results) and all(value in r for r in replicates):
                 found[(template, dataset)] = Measured(np.array([r[value] for r in results], float),
                                                       np.array([r[value] for r in replicates], float))
