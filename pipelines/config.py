@@ -60,7 +60,7 @@ class TemplateSpec:
     """One model template and its training recipe (`templates.<key>` in params.yaml).
 
     The keys here are every engine's; `model` holds the architecture keys of the template's engine, which
-    that engine declares (with their defaults) and checks: see `engine_options`.
+    that engine declares (with their defaults) and checks: see pipelines.engines.contract.engine_options.
     """
     engine: str                    # which training engine builds and trains it (see pipelines/engines)
     input_size: int                # the size images are resized to, the way `resize_mode` says
@@ -93,17 +93,6 @@ class TemplateSpec:
     dataset_repeats: int = 1       # an epoch passes over the training images this many times
     amp: bool = True               # mixed precision on CUDA (ignored on CPU)
     score_threshold: float = 0.05  # keep detections above this score; low so mAP sees the whole PR curve
-
-
-def engine_options(cls, spec: TemplateSpec, allowed=None):
-    """The engine's architecture keys of template `spec` as the engine's dataclass `cls` (whose field defaults
-    are the defaults); `allowed` narrows the keys an architecture uses. An unknown key is an error naming it."""
-    names = [f.name for f in fields(cls)] if allowed is None else list(allowed)
-    unknown = sorted(set(spec.model) - set(names))
-    if unknown:
-        raise ParamsError([f"{PARAMS_FILE}: a template of engine {spec.engine!r} has model keys {unknown} it does "
-                           f"not use{'' if allowed is None else ' with this architecture'}; it takes {names}"])
-    return cls(**spec.model)
 
 
 @dataclass(frozen=True)
@@ -170,7 +159,7 @@ TEMPLATE_RULES = {
     "epochs": whole(1),
     "batch_size": whole(1),
     "lr": POSITIVE,
-    "model": MAPPING,  # the engine checks its keys when it builds the model (engine_options)
+    "model": MAPPING,  # the engine checks its keys when it builds the model (contract.engine_options)
     "pretrained": TEXT,
     "mean": Rule("3 numbers, one per channel", lambda v: _numbers(v, 3)),
     "std": Rule("3 numbers > 0, one per channel", lambda v: _numbers(v, 3) and min(v) > 0),

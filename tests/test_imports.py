@@ -1,4 +1,5 @@
-"""The shape of the code: no import cycle in pipelines/ (a module's imports inside functions count too), and no
+"""The shape of the code: no import cycle in pipelines/ (a module's imports inside functions count too), the engines
+and the params apart (no engine module reaches pipelines.config; config imports only the engine registry), and no
 function longer than about 60 lines anywhere in the project."""
 
 import ast
@@ -55,6 +56,27 @@ def test_no_import_cycle_in_pipelines():
     modules = project_modules()
     graph = {name: imports(path, modules) - {name} for name, path in modules.items()}
     assert cycle(graph) == []
+
+
+def reachable(graph: dict, start: str) -> set:
+    """Every module `start` imports, directly or through others."""
+    found, todo = set(), [start]
+    while todo:
+        for target in graph.get(todo.pop(), ()):
+            if target not in found:
+                found.add(target)
+                todo.append(target)
+    return found
+
+
+def test_engines_and_params_point_one_way():
+    """The engines read a template through its TemplateSpec and the contract, never params.yaml's code; config knows
+    the engines by their registry alone (to check run.templates), not by anything inside them."""
+    modules = project_modules()
+    graph = {name: imports(path, modules) - {name} for name, path in modules.items()}
+    engines = [name for name in modules if name.startswith("pipelines.engines.")]
+    assert engines and [name for name in engines if "pipelines.config" in reachable(graph, name)] == []
+    assert {name for name in graph["pipelines.config"] if name.startswith("pipelines.engines")} == {"pipelines.engines"}
 
 
 def test_the_cycle_finder_finds_one():

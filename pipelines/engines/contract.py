@@ -10,13 +10,19 @@ names its library lives in that folder. Its `__init__` provides:
 
 Its inference graph follows `pipelines.inference`'s predictor contract (a `[1, 3, H, W]` tensor in; boxes,
 scores, 1-based labels and 28 x 28 mask probabilities out), so evaluation and OpenVINO export are the same
-for every engine. A failed pretrained start raises `PretrainedWeightsError`.
+for every engine. A failed pretrained start raises `PretrainedWeightsError`. An engine declares the keys a
+template's `model` may hold as a dataclass and reads them with `engine_options`, which refuses any other.
+
+No module of this folder imports pipelines.config, which imports only the registry of this folder
+(tests/test_imports.py): the arrows point one way.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 import torch
+
+from pipelines.cli import UserError
 
 
 class ModelAdapter(Protocol):
@@ -52,6 +58,22 @@ class Loaded:
     input_spec: object     # pipelines.inference.InputSpec
     labels: list
     score_threshold: float
+
+
+class ModelKeysError(UserError, ValueError):
+    """A template's `model` holds keys its engine does not use."""
+
+
+def engine_options(cls, spec, allowed=None):
+    """The engine's architecture keys of template `spec` (a pipelines.config.TemplateSpec) as the engine's dataclass
+    `cls` (whose field defaults are the defaults); `allowed` narrows the keys an architecture uses. An unknown key is
+    a ModelKeysError naming it."""
+    names = [f.name for f in fields(cls)] if allowed is None else list(allowed)
+    unknown = sorted(set(spec.model) - set(names))
+    if unknown:
+        raise ModelKeysError(f"params.yaml: a template of engine {spec.engine!r} has model keys {unknown} it does "
+                             f"not use{'' if allowed is None else ' with this architecture'}; it takes {names}")
+    return cls(**spec.model)
 
 
 class PretrainedWeightsError(RuntimeError):

@@ -1,7 +1,7 @@
 """Backbones the project adds to mmdet's registry.
 
-`SharedBackbone`: a backbone of `pipelines.backbones` (EfficientNet-Lite, the implementation every engine shares,
-with its ImageNet weights from the project's install) as an mmdet backbone.
+`SharedBackbone`: a backbone of `pipelines.engines.backbones` (EfficientNet-Lite, the implementation every engine
+shares, with its ImageNet weights from the project's install) as an mmdet backbone.
 
 `PytorchcvBackbone`: an ImageNet classifier of pytorchcv (imgclsmob) as a multi-scale backbone, the way
 OpenVINO Training Extensions' (OTE) mmdet fork wraps it for its EfficientNet-B2B Mask R-CNN: the
@@ -16,7 +16,7 @@ from mmengine.model import BaseModule
 from pytorchcv.model_provider import get_model
 from torch import nn
 
-from pipelines import backbones
+from pipelines.engines import backbones
 
 
 def register() -> None:
@@ -26,8 +26,8 @@ def register() -> None:
 
 
 class SharedBackbone(BaseModule):
-    """`pipelines.backbones.Features` of backbone `name` (e.g. efficientnet_lite0): feature maps of strides 4, 8,
-    16 and 32 for the neck. `init_cfg=dict(type="Pretrained")` starts it from its ImageNet weights (the engine
+    """`pipelines.engines.backbones.Features` of backbone `name` (e.g. efficientnet_lite0): feature maps of strides 4,
+    8, 16 and 32 for the neck. `init_cfg=dict(type="Pretrained")` starts it from its ImageNet weights (the engine
     keeps that only for a template with `pretrained: imagenet`); frozen_stages and norm_eval as there."""
 
     def __init__(self, name: str, frozen_stages: int = -1, norm_eval: bool = False, init_cfg=None):
@@ -37,7 +37,7 @@ class SharedBackbone(BaseModule):
 
     def init_weights(self):
         if self.init_cfg and self.init_cfg.get("type") == "Pretrained":
-            # Not mmengine's loader: the weights are the package's, renamed by pipelines.backbones.
+            # Not mmengine's loader: the weights are the package's, renamed by pipelines.engines.backbones.
             self.features.load_imagenet()
             self._is_init = True
         else:

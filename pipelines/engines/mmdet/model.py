@@ -16,9 +16,8 @@ import torch
 import torchvision
 from torch import nn
 
-from pipelines import backbones
-from pipelines.config import engine_options
-from pipelines.engines.contract import PretrainedWeightsError
+from pipelines.engines import backbones
+from pipelines.engines.contract import PretrainedWeightsError, engine_options
 from pipelines.engines.mmdet import ops
 
 ops.install()  # before mmcv.ops is imported: mmdet imports it everywhere
@@ -47,7 +46,7 @@ PROJECT = Path(__file__).resolve().parents[3]
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The engine's keys under a template's `model` (see pipelines.config.engine_options)."""
+    """The engine's keys under a template's `model` (see pipelines.engines.contract.engine_options)."""
     config: str = "mask_rcnn/mask-rcnn_r50_fpn_1x_coco"  # a config of mmdet's zoo, or a .py file in the project
     overrides: dict = field(default_factory=dict)  # dotted keys under the config's `model`, e.g. backbone.depth: 18
     pretrained_sha256: str = ""    # sha256 of the `pretrained` file or URL, checked when given; a prefix of at

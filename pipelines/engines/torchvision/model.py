@@ -1,8 +1,8 @@
 """torchvision Mask R-CNN with an FPN on a named backbone, sized by a template's params.
 
 Two architectures: `custom` builds the FPN model on a backbone of torchvision's (BACKBONES) or one of the
-project's ImageNet backbones shared by every engine (pipelines.backbones: EfficientNet-Lite) with the head sizes
-(FPN width, box-head width, mask-head convs) as template params, since Mask R-CNN on a CPU spends
+project's ImageNet backbones shared by every engine (pipelines.engines.backbones: EfficientNet-Lite) with the head
+sizes (FPN width, box-head width, mask-head convs) as template params, since Mask R-CNN on a CPU spends
 most of its time in the heads; `maskrcnn_resnet50_fpn_v2` is torchvision's model of that name
 (ResNet-50, normalised FPN and heads), the one with COCO weights.
 """
@@ -25,9 +25,8 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
-from pipelines import backbones
-from pipelines.config import engine_options
-from pipelines.engines.contract import PretrainedWeightsError, load_fitting_weights
+from pipelines.engines import backbones
+from pipelines.engines.contract import PretrainedWeightsError, engine_options, load_fitting_weights
 
 # backbone name -> (torchvision constructor, submodule holding the stages, stage -> FPN level name)
 BACKBONES = {
@@ -41,9 +40,9 @@ FPN_LEVELS = ("0", "1", "2", "3")  # plus the max-pooled "pool" level used by th
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The engine's keys under a template's `model` (see pipelines.config.engine_options)."""
+    """The engine's keys under a template's `model` (see pipelines.engines.contract.engine_options)."""
     backbone: str = "resnet50"     # for architecture custom: resnet18 | resnet50 | efficientnet_b2 | convnext_tiny
-                                   # (torchvision's) | efficientnet_lite0 | _lite1 | _lite2 (pipelines.backbones)
+                                   # (torchvision's) | efficientnet_lite0 | _lite1 | _lite2 (engines.backbones)
     architecture: str = "custom"   # custom (FPN and heads sized below) | maskrcnn_resnet50_fpn_v2 (torchvision's)
     fpn_channels: int = 256
     anchor_sizes: list = (32, 64, 128, 256, 512)  # one anchor size per FPN level (4 levels + pool)
@@ -69,7 +68,7 @@ def model_spec(spec) -> ModelSpec:
 
 
 class SharedBackboneWithFPN(nn.Module):
-    """A backbone of pipelines.backbones (feature maps of strides 4..32) with torchvision's FPN on top: the
+    """A backbone of pipelines.engines.backbones (feature maps of strides 4..32) with torchvision's FPN on top: the
     feature dict torchvision's Mask R-CNN takes ("0".."3", and "pool" for the RPN)."""
 
     def __init__(self, body: backbones.Features, out_channels: int):

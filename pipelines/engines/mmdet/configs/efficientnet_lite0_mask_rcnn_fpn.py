@@ -1,5 +1,5 @@
 # A Mask R-CNN small enough to fine-tune on a 2-core CPU in minutes: the project's EfficientNet-Lite0 (the backbone
-# every engine shares, pipelines/backbones.py; its ImageNet start when the template says `pretrained: imagenet`),
+# every engine shares, pipelines/engines/backbones.py; its ImageNet start when a template says `pretrained: imagenet`),
 # stem and first three stages frozen, batch norms kept, an FPN of 64 channels and light heads: 300 / 100 training
 # proposals, 64 sampled RoIs, a box head of fc 256 and a mask head of 2 x 64 channels. The same sizes as the
 # torchvision template `tv_lite0`.

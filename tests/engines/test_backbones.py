@@ -5,8 +5,9 @@ import pytest
 import torch
 from efficientnet_lite_pytorch import EfficientNet
 
-from pipelines import backbones, engines
+from pipelines import engines
 from pipelines.datasets import shapes
+from pipelines.engines import backbones
 from pipelines.engines.contract import PretrainedWeightsError
 from pipelines.inference import InputSpec, preprocess
 

