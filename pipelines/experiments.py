@@ -22,9 +22,9 @@ from dvc.api import DVCFileSystem, exp_show
 
 from pipelines import cells
 from pipelines.cli import run
-from pipelines.splits import PREPARED, TEST, split_file
 from pipelines.comparison import Comparison, Measured
 from pipelines.report import collect
+from pipelines.splits import PREPARED, TEST, split_file
 
 WORKSPACE = "workspace"
 
