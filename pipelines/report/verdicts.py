@@ -148,8 +148,8 @@ HINTS = {
     "both": "objects found with the wrong class and a poor mask at once: more images per class and a larger input",
     "duplicate": "objects detected twice: a lower NMS IoU threshold",
     "background": "detections on nothing: a higher score threshold, or more background in the training images",
-    "missed_small": "objects not detected at all, most of them small (under 32 x 32 px): a larger input size or "
-                    "tiling",
+    "missed_small": "objects not detected at all, most of them small (under 32 x 32 px): a larger input size (the "
+                    "Datasets section shows how small each template's input makes the test objects)",
     "missed": "objects not detected at all: more proposals (RPN), more epochs, or anchors that fit their sizes",
 }
 WHY_LINE = ("- {dataset}: `{other}` is {gap:.1f} points of segm mAP behind `{best}`; {because}")
