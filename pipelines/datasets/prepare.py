@@ -194,7 +194,9 @@ def write_coco(samples: list[Sample], labels: list[str], out_dir: Path, role: st
     """Writes split `role`'s json (pipelines.splits) and the images; returns the split's statistics."""
     images, annotations = [], []
     counts, crowd = Counter(), Counter()
-    stats = {"images_without_objects": 0, "converted": [], "skipped_objects": []}
+    # object_sizes: [area in pixels, image width, image height] per object (crowd regions left out), what the
+    # report needs to tell how small each template's input makes the objects.
+    stats = {"images_without_objects": 0, "converted": [], "skipped_objects": [], "object_sizes": []}
     for sample in sorted(samples, key=lambda s: s.item.id):
         file_name = _store_image(Path(sample.item.media.path), out_dir, sample.item.id, sample)
         if sample.conversion:
@@ -205,6 +207,8 @@ def write_coco(samples: list[Sample], labels: list[str], out_dir: Path, role: st
         stats["images_without_objects"] += not sample.objects
         for label, is_crowd, rle in sample.objects:
             (crowd if is_crowd else counts)[labels[label]] += 1
+            if not is_crowd:
+                stats["object_sizes"].append([int(mask_utils.area(rle)), sample.width, sample.height])
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label + 1,
                                 "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
                                 "area": float(mask_utils.area(rle)), "bbox": mask_utils.toBbox(rle).tolist(),

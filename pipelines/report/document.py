@@ -134,11 +134,17 @@ def data_sections(inputs: Inputs) -> dict:
     per_class = [f"### {d}\n\n{text.markdown(tables.per_class_segm(inputs.classes, d))}"
                  for d in inputs.segm.datasets if not tables.per_class_segm(inputs.classes, d).empty]
     left_out = tables.left_out(inputs.stats)
+    sizes, shares = tables.object_sizes(inputs.stats), tables.small_at_input(inputs.stats, inputs.recipes)
     return {
         "per_class": "\n\n".join(per_class) or "No evaluation yet.",
         "datasets_table": text.markdown(tables.datasets(inputs.stats)),
         "skipped": ", ".join(f"{d} {len(s['skipped_images'])}" for d, s in inputs.stats.items()) or "none",
         "classes_table": text.markdown(tables.classes(inputs.stats)),
+        "sizes_table": text.markdown(text.object_sizes_table(sizes)) if not sizes.empty else
+        "No object sizes recorded (prepare the data again).",
+        "small_table": text.markdown(text.small_at_input_table(shares)) if not shares.empty else
+        "No template has been trained yet.",
+        "too_small": "\n".join(verdicts.too_small(shares)),
         "left_out": text.markdown(left_out) if not left_out.empty else
         "Nothing: every image and object was used as shipped.",
         "recipes": "\n\n".join(f"### {name}\n\n```yaml\n{yaml.safe_dump(recipe, sort_keys=False)}```"

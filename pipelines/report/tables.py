@@ -261,6 +261,58 @@ def classes(stats: dict) -> pd.DataFrame:
     return table.reindex(columns=[c for c in order if c in table.columns]).astype(int).reset_index()
 
 
+SMALL_AREA = 32 * 32  # COCO's "small": objects under 32 x 32 pixels of area
+
+
+def _sizes(data: dict, split: str) -> np.ndarray:
+    """`[objects, 3]`: area, image width, image height of each object of a split (prepare's object_sizes)."""
+    found = data["splits"].get(split, {}).get("object_sizes", [])
+    return np.asarray(found, float).reshape(-1, 3)
+
+
+def object_sizes(stats: dict) -> pd.DataFrame:
+    """dataset, split, objects, the 10th/50th/90th percentiles of their side (the square root of their area, in the
+    image's pixels), the median side relative to the image's, and the share under COCO's small."""
+    rows = []
+    for dataset, data in stats.items():
+        for split in data["splits"]:
+            sizes = _sizes(data, split)
+            if not len(sizes):
+                continue
+            side = np.sqrt(sizes[:, 0])
+            p10, p50, p90 = np.percentile(side, [10, 50, 90])
+            rows.append({"dataset": dataset, "split": split, "objects": len(sizes), "side_p10": p10, "side_median": p50,
+                         "side_p90": p90, "relative_median": 100 * np.median(side / np.sqrt(sizes[:, 1] * sizes[:, 2])),
+                         "small": 100 * np.mean(sizes[:, 0] < SMALL_AREA)})
+    return pd.DataFrame(rows, columns=["dataset", "split", "objects", "side_p10", "side_median", "side_p90",
+                                       "relative_median", "small"])
+
+
+def area_at_input(sizes: np.ndarray, input_size: int, resize_mode: str) -> np.ndarray:
+    """Each object's area once its image is resized as a template's input (pipelines/inference.py's modes:
+    stretch scales width and height apart, the others by the longer side)."""
+    width, height = sizes[:, 1], sizes[:, 2]
+    if resize_mode == "stretch":
+        return sizes[:, 0] * (input_size / width) * (input_size / height)
+    return sizes[:, 0] * (input_size / np.maximum(width, height)) ** 2
+
+
+def small_at_input(stats: dict, recipes: dict, split: str = "test") -> pd.DataFrame:
+    """template, input, dataset, small (% of the split's objects under COCO's small at the template's input),
+    small_original (% in the images as they are). `recipes`: template -> its recipe as trained."""
+    rows = []
+    for template, recipe in recipes.items():
+        size, mode = recipe.get("input_size"), recipe.get("resize_mode", "letterbox")
+        for dataset, data in stats.items():
+            sizes = _sizes(data, split)
+            if size is None or not len(sizes):
+                continue
+            rows.append({"template": template, "input": f"{size} px {mode}", "dataset": dataset,
+                         "small": 100 * np.mean(area_at_input(sizes, size, mode) < SMALL_AREA),
+                         "small_original": 100 * np.mean(sizes[:, 0] < SMALL_AREA)})
+    return pd.DataFrame(rows, columns=["template", "input", "dataset", "small", "small_original"])
+
+
 def left_out(stats: dict, limit: int = 20) -> pd.DataFrame:
     """Every image or object converted or left out, with the reason; at most `limit` rows per dataset."""
     rows = []

@@ -130,3 +130,17 @@ def ranking_table(changes: pd.DataFrame, label: str) -> pd.DataFrame:
                          f"A - B, {label} [95%]": [with_interval(r.target, r.target_low, r.target_high, signed=True)
                                                    for r in changes.itertuples()],
                          "reversed beyond both noises": yes_no(changes["distinguishable"])})
+
+
+def object_sizes_table(sizes: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"dataset": sizes["dataset"], "split": sizes["split"], "objects": sizes["objects"],
+                         "side, px: 10% / median / 90%": [f"{r.side_p10:.0f} / {r.side_median:.0f} / {r.side_p90:.0f}"
+                                                          for r in sizes.itertuples()],
+                         "median side, % of the image's": sizes["relative_median"],
+                         "under 32 x 32 px, %": sizes["small"]})
+
+
+def small_at_input_table(shares: pd.DataFrame) -> pd.DataFrame:
+    """template, input, then one column per dataset: % of its test objects under COCO's small at that input."""
+    table = shares.pivot_table(index=["template", "input"], columns="dataset", values="small", sort=False)
+    return table.reset_index()

@@ -148,8 +148,8 @@ HINTS = {
     "both": "objects found with the wrong class and a poor mask at once: more images per class and a larger input",
     "duplicate": "objects detected twice: a lower NMS IoU threshold",
     "background": "detections on nothing: a higher score threshold, or more background in the training images",
-    "missed_small": "objects not detected at all, most of them small (under 32 x 32 px): a larger input size or "
-                    "tiling",
+    "missed_small": "objects not detected at all, most of them small (under 32 x 32 px): a larger input size (the "
+                    "Datasets section shows how small each template's input makes the test objects)",
     "missed": "objects not detected at all: more proposals (RPN), more epochs, or anchors that fit their sizes",
 }
 WHY_LINE = ("- {dataset}: `{other}` is {gap:.1f} points of segm mAP behind `{best}`; {because}")
@@ -179,3 +179,18 @@ def why(separating: pd.DataFrame, counts: dict) -> list:
         lines.append(WHY_LINE.format(dataset=row.dataset, other=row.other, best=row.best, gap=row.gap,
                                      because=because))
     return lines or ["Only one template ran: nothing to explain."]
+
+
+# Where a template's input makes at least this share of a dataset's test objects smaller than COCO's small.
+TOO_SMALL_SHARE = 25.0
+TOO_SMALL = ("- `{template}` sees {small:.0f}% of the test objects of {dataset} under 32 x 32 pixels (COCO's small) at its "
+             "{input} input, against {small_original:.0f}% in the images as they are: objects that small are hard to "
+             "find and to outline, and a larger input size may help.")
+
+
+def too_small(shares: pd.DataFrame) -> list:
+    """One line per template and dataset whose input shrinks many test objects below COCO's small."""
+    flagged = shares[shares["small"] >= TOO_SMALL_SHARE]
+    return [TOO_SMALL.format(**row._asdict()) for row in flagged.itertuples(index=False)] or [
+        f"No template's input makes {TOO_SMALL_SHARE:.0f}% or more of a dataset's test objects smaller than COCO's "
+        "small (32 x 32 pixels)."]

@@ -47,8 +47,12 @@ def test_same_params_give_identical_files(pets_root, tmp_path):
 
 
 def test_coco_annotations_are_pycocotools_ready(pets_root, tmp_path):
-    prepare(PETS, pets_root, tmp_path / "out")
+    stats = prepare(PETS, pets_root, tmp_path / "out")
     coco = json.loads(split_file(tmp_path / "out", TRAIN).read_text())
+    # The statistics hold every object's area with its image's size, as the json has them (no crowd in Pets).
+    sizes = {i["id"]: (i["width"], i["height"]) for i in coco["images"]}
+    assert sorted(stats["splits"]["train"]["object_sizes"]) == sorted(
+        [int(a["area"]), *sizes[a["image_id"]]] for a in coco["annotations"])
     assert [c["id"] for c in coco["categories"]] == [1, 2]
     image = coco["images"][0]
     ann = next(a for a in coco["annotations"] if a["image_id"] == image["id"])

@@ -260,3 +260,22 @@ def test_side_by_side_speed_decides_between_indistinguishable_templates(metrics,
     write(metrics, tmp_path / "reports", templates=["slow", "fast"])
     advice = (tmp_path / "reports" / "benchmark.md").read_text().split("## Recommendation\n", 1)[1]
     assert "**Fine-tune `slow`**" in advice and "Decided by: **order**." in advice
+
+
+def test_object_sizes_and_what_each_templates_input_makes_of_them(metrics, tmp_path):
+    """Pets-like test objects of 40 x 40 px in 400 x 200 images: none is small as they are; a 224 px keep_ratio input
+    scales them by 224 / 400 to 22 px (small), a 480 px one to 48 px (not small); stretch scales each side apart."""
+    objects = [[1600, 400, 200]] * 3 + [[40000, 400, 200]]  # three 40 x 40 objects and one 200 x 200
+    write_json(metrics / "stats" / "pets.json", {"labels": ["cat"], "skipped_images": [], "splits": {
+        "test": {"images": 4, "instances": {"cat": 4}, "crowd_regions": {}, "images_without_objects": 0,
+                 "converted": [], "skipped_objects": [], "object_sizes": objects}}})
+    for template, recipe in (("fast", "input_size: 224\nresize_mode: keep_ratio\n"),
+                             ("slow", "input_size: 480\nresize_mode: stretch\n")):
+        (Cell(template, "pets", 0).metrics_dir(metrics / "metrics") / cells.RECIPE_FILE).write_text(recipe)
+    write(metrics, tmp_path / "reports")
+    markdown = (tmp_path / "reports" / "benchmark.md").read_text()
+    assert table_row(markdown, "Object sizes", "pets")[1:] == ["test", "4", "40 / 40 / 152", "14.1", "0.0"]
+    assert table_row(markdown, "Object sizes", "fast")[1:] == ["224 px keep_ratio", "75.0"]
+    assert table_row(markdown, "Object sizes", "slow")[1:] == ["480 px stretch", "0.0"]  # 40 * 480/400 x 40 * 480/200
+    assert ("- `fast` sees 75% of the test objects of pets under 32 x 32 pixels (COCO's small) at its 224 px keep_ratio "
+            "input, against 0% in the images as they are") in markdown and "`slow` sees" not in markdown
