@@ -46,7 +46,8 @@ def execution_precision(core: ov.Core, device: str, wanted: str) -> str:
 class OpenVinoPredictor:
     """A `pipelines.inference` predictor for an IR on one of OpenVINO's devices."""
 
-    def __init__(self, xml_path: Path, device: str = "CPU"):
+    def __init__(self, xml_path: Path, device: str = "CPU", threads: int | None = None):
+        """`threads`: inference threads (None: OpenVINO's choice, every core for a latency request)."""
         core = ov.Core()
         for path in (Path(xml_path), Path(xml_path).with_suffix(".bin")):
             if not path.is_file():
@@ -63,7 +64,10 @@ class OpenVinoPredictor:
         # this runs what the IR asks for: f32 for the FP32 and FP16 IRs, bf16 for the BF16 one (an INT8
         # IR keeps its int8 layers either way).
         self.precision = execution_precision(core, device, info["inference_precision"])
-        self.compiled = core.compile_model(model, device, {"INFERENCE_PRECISION_HINT": self.precision})
+        config = {"INFERENCE_PRECISION_HINT": self.precision}
+        if threads is not None:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = core.compile_model(model, device, config)
         self.request = self.compiled.create_infer_request()
 
     def __call__(self, batch: np.ndarray):

@@ -1,8 +1,9 @@
 """Stage speed: every selected template's IRs at the deployment precision (deploy.precision), timed side by side.
 
 Per dataset, the IRs of every template and seed are loaded together and run on the same test images in
-interleaved rounds (pipelines.speed.side_by_side), pre- and post-processing included as `predict` runs them, so
-that whatever else loads the machine falls on every template alike. Every seed's model is timed: post-processing
+interleaved rounds (pipelines.speed.side_by_side), pre- and post-processing included as `predict` runs them, on
+one inference thread each (THREADS says why), so that whatever else loads the machine falls on every template
+alike. Every seed's model is timed: post-processing
 grows with the detections a model makes, and that differs between trainings of one template. The report's
 recommendation takes its speed ratios from here; validate's per-cell latencies only fill the speed tables.
 
@@ -32,11 +33,17 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+# One inference thread per model. With several, a model waits at each parallel step for its slowest thread, and on
+# a busy machine some thread is always descheduled: the wait then grows with the number of steps a graph has, so
+# load changes the ratio between two templates itself (measured here under a CPU hog: the same two IRs' time
+# ratio spread over 0.55-1.31 with two threads, 0.81-1.05 with one). On one thread load slows every template
+# alike. The cells' own multi-threaded latencies are in the report's speed tables.
+THREADS = 1
+
+
 def runner(xml_path: Path):
     """A callable that runs one image through the IR as `predict` does, and the precision it computes in."""
-    if not xml_path.is_file():
-        raise SystemExit(f"speed: {xml_path} does not exist; run `dvc repro` to export it")
-    predictor = OpenVinoPredictor(xml_path)
+    predictor = OpenVinoPredictor(xml_path, threads=THREADS)
     spec = InputSpec.from_dict(predictor.input_spec)
     return partial(predict_image, predictor, spec=spec, score_threshold=predictor.score_threshold), predictor.precision
 
@@ -61,7 +68,8 @@ def main(args=None) -> None:
     args = parser().parse_args(args)
     params = load_params()
     precision, timing = params.deploy["precision"], params.deploy["timing"]
-    found = {"runtime": cells.runtime(precision), "rounds": timing["rounds"], "images": timing["images"],
+    found = {"runtime": cells.runtime(precision), "threads": THREADS, "rounds": timing["rounds"],
+             "images": timing["images"],
              "seeds": params.run_seeds, **machine(), "datasets": {}}
     for dataset in params.datasets:
         found["datasets"][dataset] = measured = time_dataset(args.models, args.data, dataset, params.run_templates,
