@@ -125,7 +125,7 @@ def test_the_projects_params_load():
      "deploy.latency_budget_ms is 0: a positive number of milliseconds, or null"),
     (lambda p: p["deploy"]["timing"].update(rounds=5),
      "deploy.timing.rounds is 5: at least 6, the fewest rounds that give a speed ratio a 95% interval"),
-    (lambda p: p["confidence"].update(resamples=99), "confidence.resamples is 99: a whole number >= 100"),
+    (lambda p: p["confidence"].update(resamples=19), "confidence.resamples is 19: a whole number >= 20"),
     (lambda p: p["speed"].update(repeats=0), "speed.repeats is 0: a whole number >= 1"),
     (lambda p: p["speed"].update(throughput_seconds="0.5s"), "speed.throughput_seconds is '0.5s': a number > 0"),
     (lambda p: p["demo"]["pets"].update(test=0), "demo.pets.test is 0: a whole number >= 1"),
