@@ -84,14 +84,11 @@ def choose(compared: Comparison, column: str, speeds: SideBySide | None, gflops:
     ran = [t for t in compared.templates if not np.isnan(compared.point(t, column))]
     if not ran:
         return Choice(None, "nothing ran")
-    over = {}
-    if budget_ms is not None and speeds is not None:
-        over = {t: speeds.latency(t, column) for t in ran}
-        over = {t: found for t, found in over.items() if found[1] > budget_ms}
+    latencies = {t: speeds.latency(t, column) for t in ran} if budget_ms is not None and speeds is not None else {}
+    over = {t: found for t, found in latencies.items() if found[1] > budget_ms}
     within = [t for t in ran if t not in over] or ran
     best, tied = compared.group_of_best(column, among=within)
     found = dict(best=best, tied=tuple(tied), over_budget=over)
-    first = lambda group: min(group, key=lambda t: order.index(t) if t in order else len(order))  # noqa: E731
     if len(ran) == 1:
         return Choice(best, "only one ran", **found)
     if len(within) == 1:
@@ -109,7 +106,8 @@ def choose(compared: Comparison, column: str, speeds: SideBySide | None, gflops:
     cheap = [t for t in group if costs[t] <= costs.min() * (1 + SAME_COMPUTE)]
     if len(cheap) == 1:
         return Choice(cheap[0], "compute", **found)
-    return Choice(first(cheap), "order", **found)
+    listed = min(cheap, key=lambda t: order.index(t) if t in order else len(order))
+    return Choice(listed, "order", **found)
 
 
 def ranking_changes(pytorch: Comparison, target: Comparison) -> pd.DataFrame:

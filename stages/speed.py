@@ -12,6 +12,7 @@ recommendation takes its speed ratios from here; validate's per-cell latencies o
 
 import argparse
 import json
+import statistics
 from functools import partial
 from pathlib import Path
 
@@ -69,12 +70,11 @@ def main(args=None) -> None:
     params = load_params()
     precision, timing = params.deploy["precision"], params.deploy["timing"]
     found = {"runtime": cells.runtime(precision), "threads": THREADS, "rounds": timing["rounds"],
-             "images": timing["images"],
-             "seeds": params.run_seeds, **machine(), "datasets": {}}
+             "images": timing["images"], "seeds": params.run_seeds, **machine(), "datasets": {}}
     for dataset in params.datasets:
         found["datasets"][dataset] = measured = time_dataset(args.models, args.data, dataset, params.run_templates,
                                                              params.run_seeds, precision, timing)
-        medians = ", ".join(f"{t} {sorted(v)[len(v) // 2]:.1f} ms" for t, v in measured["ms"].items())
+        medians = ", ".join(f"{t} {statistics.median(v):.1f} ms" for t, v in measured["ms"].items())
         print(f"{dataset}: {medians} per image (other processes' share of the CPU: {measured['others_cpu_share']})",
               flush=True)
     write_text_atomic(args.out, json.dumps(found, indent=1))
