@@ -14,7 +14,7 @@ TIDECV := tidecv==1.0.1
 # dvc.yaml's commands call `python`: make it the project's interpreter.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: benchmark test test-fast setup fetch track compare
+.PHONY: benchmark test test-fast setup fetch track compare race-grid race-replay
 
 setup: $(STAMP)
 
@@ -53,3 +53,19 @@ track: $(STAMP)
 # on average, the difference in test segm mAP with its paired 95% interval, and the params that differ.
 compare: $(STAMP)
 	python -m pipelines.experiments
+
+# The recorded grid the racing policy is replayed over (benchmarks/racing.py, docs/racing.md): 4 templates x 5
+# datasets x 3 seeds, 12 epochs, validation splits of 35% of the training images; trained and scored on test
+# (no export), as a temporary experiment named race-grid whose outputs stay in DVC's cache (about 80 minutes on
+# 2 cores). `make race-replay` then reads it back.
+RACE_TEMPLATES := tv_lite0 tv_lite1 tv_lite2 mmdet_lite0
+RACE_DATASETS := cityscapes pets pets_half wgisd_1 wgisd_5
+RACE_GRID := -S 'run.templates.torchvision=[tv_lite0,tv_lite1,tv_lite2]' -S 'run.templates.mmdet=[mmdet_lite0]' \
+	-S 'run.seeds=[0,1,2]' $(foreach t,$(RACE_TEMPLATES),-S templates.$(t).epochs=12) \
+	$(foreach d,$(RACE_DATASETS),-S datasets.$(d).val_ratio=0.35)
+race-grid: $(STAMP)
+	dvc exp run --temp -n race-grid $(RACE_GRID) evaluate_torchvision evaluate_mmdet
+
+race-replay: $(STAMP)
+	dvc exp apply race-grid
+	python -m benchmarks.racing --metrics metrics

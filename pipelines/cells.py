@@ -3,6 +3,8 @@
     models/<cell>/model.pt                       train     the best validation epoch (resume.pt while it trains)
     models/<cell>/ir/<precision>/model.xml       export    one OpenVINO IR per precision (model.bin beside it)
     metrics/<cell>/training.json                 train     best epoch, its validation mAP, epochs run, seconds
+    metrics/<cell>/validation.json               train     every epoch's validation segm mAP, its bootstrap
+                                                           replicates and seconds (what a race compares)
     metrics/<cell>/live/                         train     DVCLive: the per-epoch curves, metrics.json (the kept
                                                            epoch's record) and params.yaml (the recipe as trained)
     metrics/<cell>/<runtime>.json                evaluate (pytorch), validate (ir_<precision>): test metrics
@@ -33,6 +35,7 @@ RESUME_FILE = "resume.pt"
 IR_FOLDER = "ir"
 IR_FILE = "model.xml"
 TRAINING_FILE = "training.json"
+VALIDATION_FILE = "validation.json"
 LIVE_FOLDER = "live"
 RECIPE_FILE = f"{LIVE_FOLDER}/params.yaml"  # DVCLive's log_params
 # Where DVCLive (in the train stage's folder above) writes the curve of metric val/segm_map, one row per epoch.

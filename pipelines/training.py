@@ -26,12 +26,18 @@ from PIL import Image
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from pipelines import cells, checkpoints, devices, inference
+from pipelines import cells, checkpoints, confidence, devices, inference
 from pipelines.engines.contract import ModelAdapter, TrainResult
 from pipelines.evaluation import coco_metrics
 from pipelines.files import write_atomic
 from pipelines.splits import TRAIN, VAL, split_file
 
+# Every epoch's validation segm mAP comes with its bootstrap replicates over the validation images, so that
+# templates can be compared at any epoch with the report's paired intervals (pipelines.racing). The count and
+# seed are fixed, the same for every cell: two cells of a dataset are scored on the same resamples (paired), and
+# no report setting reruns a training.
+VALIDATION_RESAMPLES = 500
+VALIDATION_SEED = 0
 
 
 class CocoInstances(torch.utils.data.Dataset):
@@ -360,7 +366,7 @@ def _epoch(training: Training, loader, step_lr, data_dir: Path, world: int, rank
     training.epoch = epoch
     record = {"epoch": epoch, "lr": training.optimizer.param_groups[0]["lr"], **losses,
               "val_segm_map": val["segm_map"], "val_bbox_map": val["bbox_map"],
-              "seconds": round(time.monotonic() - start, 1)}
+              "val_segm_replicates": val["segm_replicates"], "seconds": round(time.monotonic() - start, 1)}
     training.history.append(record)
     if training.best is None or val["segm_map"] > training.best:
         training.best = val["segm_map"]
@@ -379,7 +385,8 @@ def _stop_early(history: list, patience: int) -> bool:
 
 
 def _validate(training: Training, data_dir: Path, world: int, rank: int) -> dict:
-    """Validation segm/bbox mAP, computed by process 0 and shared with the others."""
+    """Validation segm/bbox mAP and the segm mAP's bootstrap replicates, computed by process 0 and shared with
+    the others."""
     val = None
     if rank == 0:
         # The graph sets eval mode; the next epoch sets train mode again.
@@ -388,6 +395,9 @@ def _validate(training: Training, data_dir: Path, world: int, rank: int) -> dict
         results = inference.predict_split(checkpoints.torch_predictor(graph, training.device), split,
                                           inference.template_input(training.spec), training.spec.score_threshold)
         val = coco_metrics(split, results)
+        _, replicates = confidence.intervals({"segm": confidence.match(split, results, "segm")},
+                                             VALIDATION_RESAMPLES, VALIDATION_SEED)
+        val["segm_replicates"] = replicates["segm_map"]
     if world > 1:
         shared = [val]
         dist.broadcast_object_list(shared, src=0)

@@ -1,6 +1,7 @@
 """Stage train: fine-tunes one template on one prepared dataset with one seed; keeps the best validation
 epoch; logs every epoch with DVCLive, whose summary (metrics.json) then holds the kept epoch and whose params
-the recipe as trained. A run killed part-way continues from its last finished epoch."""
+the recipe as trained, and writes every epoch's validation segm mAP with its bootstrap replicates
+(validation.json, what a race compares). A run killed part-way continues from its last finished epoch."""
 
 import argparse
 import contextlib
@@ -25,8 +26,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="prepared dataset folder (train.json, val.json)")
     p.add_argument("--out", type=Path, required=True, help="folder for model.pt (and resume.pt while training)")
     p.add_argument("--metrics", type=Path, required=True,
-                   help="folder for training.json and live/ (DVCLive: curves, summary, the recipe as trained)")
+                   help="folder for training.json, validation.json and live/ (DVCLive: curves, summary, the recipe "
+                        "as trained)")
     return p
+
+
+def scalars(record: dict) -> dict:
+    """An epoch record's numbers, what DVCLive logs (the validation replicates are validation.json's)."""
+    return {k: v for k, v in record.items() if k != "epoch" and not isinstance(v, list)}
+
+
+def validation_record(history: list) -> dict:
+    """validation.json: per epoch, the validation segm mAP, its bootstrap replicates and the epoch's seconds."""
+    return {"resamples": training.VALIDATION_RESAMPLES, "seed": training.VALIDATION_SEED,
+            "epochs": [{"epoch": r["epoch"], "segm_map": r["val_segm_map"], "seconds": r["seconds"],
+                        "replicates": r["val_segm_replicates"]} for r in history]}
 
 
 def metric_name(name: str) -> str:
@@ -38,9 +52,8 @@ def epoch_logger(live: Live):
     """The loop's `on_epoch`: one DVCLive step per epoch."""
     def on_epoch(record: dict) -> None:
         live.step = record["epoch"]
-        for name, value in record.items():
-            if name != "epoch":
-                live.log_metric(metric_name(name), value)
+        for name, value in scalars(record).items():
+            live.log_metric(metric_name(name), value)
         live.next_step()
     return on_epoch
 
@@ -48,10 +61,9 @@ def epoch_logger(live: Live):
 def keep_in_summary(live: Live, kept: dict) -> None:
     """DVCLive's summary as the kept epoch's record (it would otherwise hold the last epoch's)."""
     live.summary = {}
-    for name, value in kept.items():
-        if name != "epoch":
-            group, metric = metric_name(name).split("/")
-            live.summary.setdefault(group, {})[metric] = value
+    for name, value in scalars(kept).items():
+        group, metric = metric_name(name).split("/")
+        live.summary.setdefault(group, {})[metric] = value
     live.step = kept["epoch"]
 
 
@@ -80,6 +92,7 @@ def main(args=None) -> None:
         return
     summary = {"best_epoch": result.best_epoch, "best_val_segm_map": result.best_val_segm_map,
                "epochs_run": len(result.history), "train_seconds": round(time.monotonic() - start, 1)}
+    write_text_atomic(args.metrics / cells.VALIDATION_FILE, json.dumps(validation_record(result.history)))
     write_text_atomic(args.metrics / cells.TRAINING_FILE, json.dumps(summary, indent=2))
     print(f"best epoch {summary['best_epoch']}: val segm mAP {summary['best_val_segm_map']:.2f}")
 

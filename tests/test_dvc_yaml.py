@@ -212,8 +212,8 @@ def expected_cell_paths(cell: cells.Cell, precisions: list) -> dict:
     live = metrics / cells.LIVE_FOLDER
     data = splits.PREPARED / cell.dataset
     paths = {
-        "train": ({data}, {model, metrics / cells.TRAINING_FILE, metrics / cells.RECIPE_FILE, live / "metrics.json",
-                           live / "plots" / "metrics"}),
+        "train": ({data}, {model, metrics / cells.TRAINING_FILE, metrics / cells.VALIDATION_FILE,
+                           metrics / cells.RECIPE_FILE, live / "metrics.json", live / "plots" / "metrics"}),
         "evaluate": ({model, data}, {cell.results(cells.PYTORCH), cell.replicates(cells.PYTORCH),
                                      cell.errors(cells.PYTORCH), metrics / cells.PER_CLASS_FILE,
                                      metrics / cells.PICTURE_FILE, metrics / cells.ERRORS_PICTURE_FILE}),

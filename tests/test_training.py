@@ -100,7 +100,8 @@ def scripted_fit(monkeypatch, spec, prepared, out, val_maps):
     """fit() with validation scores taken from `val_maps` (one per epoch), so that the best epoch and the
     early stop are known in advance; returns the result and every epoch's saved training state."""
     scores = iter(val_maps)
-    monkeypatch.setattr(training, "_validate", lambda *args: {"segm_map": next(scores), "bbox_map": 0.0})
+    monkeypatch.setattr(training, "_validate", lambda *args: {"segm_map": next(scores), "bbox_map": 0.0,
+                                                                 "segm_replicates": []})
     states = []
 
     def snapshot(record):  # called after the epoch was saved to resume.pt

@@ -46,7 +46,8 @@ class ModelAdapter(Protocol):
 
 @dataclass(frozen=True)
 class TrainResult:
-    history: list              # one record per epoch: epoch, lr, losses, timings, val_segm_map, val_bbox_map
+    history: list              # one record per epoch: epoch, lr, losses, timings, val_segm_map (and its
+                               # bootstrap replicates, val_segm_replicates), val_bbox_map
     best_epoch: int            # the epoch whose weights model.pt holds (best validation segm mAP)
     best_val_segm_map: float
 

@@ -72,5 +72,11 @@ def test_torchrun_writes_once_and_a_resumed_run_logs_each_epoch_once(tmp_path, t
     # DVCLive's summary holds the kept epoch's numbers, not the last epoch's.
     kept = json.loads((metrics / "live" / "metrics.json").read_text())
     assert kept["step"] == summary["best_epoch"] and kept["val"]["segm_map"] == summary["best_val_segm_map"]
+    # Every epoch's validation mAP with its bootstrap replicates, the resumed run's epochs included.
+    validation = json.loads((metrics / cells.VALIDATION_FILE).read_text())
+    assert [e["epoch"] for e in validation["epochs"]] == [1, 2, 3]
+    best = next(e for e in validation["epochs"] if e["epoch"] == summary["best_epoch"])
+    assert best["segm_map"] == summary["best_val_segm_map"]
+    assert all(len(e["replicates"]) == validation["resamples"] for e in validation["epochs"])
     saved = torch.load(tmp_path / "models" / "cell" / "model.pt", weights_only=False)
     assert saved["labels"] == ["grape"] and not any(k.startswith("module.") for k in saved["model"])

@@ -1,0 +1,109 @@
+"""Racing templates: after part of its training, a template clearly behind the leader is stopped.
+
+A race has rungs, each a fraction of every template's own schedule: at rung f a surviving template has trained
+ceil(f x its epochs) epochs (at least one) on every dataset and seed. There each cell counts with the best
+validation segm mAP it has reached so far (the epoch a run stopped there would keep) and that epoch's bootstrap
+replicates over the validation images (pipelines.training records both every epoch, on the same resamples for
+every cell of a dataset). The templates are compared as the report compares test numbers (pipelines.comparison:
+replicates paired over images, the seeds' training noise pooled over templates and datasets): on the average over
+datasets, a template is stopped when the leader's paired 95% interval of (leader - template) lies wholly above
+`margin` points. Templates listed in `keep` always go on. The test split plays no part.
+
+Nothing here trains: `race` replays the policy over recorded curves, as the pipeline applies it rung by rung and
+as benchmarks/racing.py replays it over a finished grid.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipelines.comparison import Comparison, Measured
+
+
+@dataclass(frozen=True)
+class Epoch:
+    """One epoch of one cell: its validation segm mAP, the replicates over validation images, its seconds."""
+    epoch: int
+    segm_map: float
+    replicates: np.ndarray
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Settings:
+    rungs: tuple            # fractions of each template's schedule, increasing, below 1
+    margin: float = 0.0     # points: stopped when the whole interval of (leader - template) is above it
+    keep: tuple = ()        # templates that run to the end whatever happens
+    seed: int = 0           # the comparison's seed (confidence.seed)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A template at a rung: the epoch it reached, its validation average over datasets with its interval, and
+    its paired difference from the leader (None for the leader itself)."""
+    template: str
+    epoch: int
+    average: float
+    low: float
+    high: float
+    behind: dict | None
+    stopped: bool
+
+
+@dataclass
+class Race:
+    rungs: list = field(default_factory=list)     # [(fraction, [Standing, ...])]
+    stopped: dict = field(default_factory=dict)   # template -> the epoch it stopped at
+    finishers: list = field(default_factory=list)
+
+    def epochs_spent(self, template: str, full: int) -> int:
+        return self.stopped.get(template, full)
+
+
+def rung_epoch(fraction: float, epochs: int) -> int:
+    """The epoch a template of `epochs` epochs has reached at rung `fraction`."""
+    return min(epochs, max(1, math.ceil(fraction * epochs - 1e-9)))
+
+
+def kept_by(curve: list, epoch: int) -> Epoch:
+    """The epoch a run stopped after `epoch` keeps: the first with the best validation segm mAP so far."""
+    reached = curve[:epoch]
+    return max(reached, key=lambda e: (e.segm_map, -e.epoch))
+
+
+def standings(curves: dict, templates: list, datasets: list, seeds: list, reached: dict, seed: int) -> Comparison:
+    """The comparison of `templates` at the epochs `reached` ({template: epoch}) on the validation numbers.
+    `curves`: {(template, dataset, seed): [Epoch, ...]}."""
+    measured = {}
+    for template in templates:
+        for dataset in datasets:
+            kept = [kept_by(curves[(template, dataset, s)], reached[template]) for s in seeds]
+            measured[(template, dataset)] = Measured(np.array([k.segm_map for k in kept]),
+                                                     np.stack([k.replicates for k in kept]))
+    return Comparison(measured, templates, datasets, seed)
+
+
+def race(curves: dict, templates: list, datasets: list, seeds: list, epochs: dict, settings: Settings) -> Race:
+    """Replays the race over recorded `curves` of every template x dataset x seed; `epochs`: each template's
+    schedule ({template: epochs})."""
+    outcome, alive = Race(), list(templates)
+    for fraction in settings.rungs:
+        if len(alive) < 2:
+            break
+        reached = {t: rung_epoch(fraction, epochs[t]) for t in alive}
+        compared = standings(curves, alive, datasets, seeds, reached, settings.seed)
+        leader = max(alive, key=lambda t: compared.point(t, "average"))
+        rows = []
+        for template in alive:
+            behind = None if template == leader else compared.difference(leader, template, "average")
+            stop = behind is not None and template not in settings.keep and behind["low"] > settings.margin
+            low, high = compared.interval(template, "average")
+            rows.append(Standing(template, reached[template], compared.point(template, "average"), low, high,
+                                 behind, stop))
+            if stop:
+                outcome.stopped[template] = reached[template]
+        outcome.rungs.append((fraction, rows))
+        alive = [t for t in alive if t not in outcome.stopped]
+    outcome.finishers = alive
+    return outcome
