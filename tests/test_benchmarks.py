@@ -39,7 +39,7 @@ def _is_module(name: str) -> bool:
 
 
 def test_every_script_is_found():
-    assert SCRIPTS == ["cuda_training", "evaluation", "prepare", "pretraining", "speed", "training"]
+    assert SCRIPTS == ["cuda_training", "evaluation", "prepare", "pretraining", "racing", "speed", "training"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)

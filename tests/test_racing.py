@@ -1,0 +1,138 @@
+"""The racing policy (pipelines.racing) and its replay over a finished grid (benchmarks/racing.py), on grids
+written here whose outcome is known: a template clearly behind from the first epoch, two that the validation
+images cannot tell apart, and a late starter that overtakes."""
+
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from benchmarks import racing as replay
+from pipelines import cells
+from pipelines.cells import Cell
+from pipelines.racing import Epoch, Settings, kept_by, race, rung_epoch
+
+DATASETS = ["cityscapes", "wgisd_1"]
+SEEDS = [0, 1]
+EPOCHS = 12
+RESAMPLES = 200
+
+
+def image_noise(dataset: str, rows: int = RESAMPLES) -> np.ndarray:
+    """What one dataset's resamples do to every cell's mAP alike (the replicates are paired over images)."""
+    return np.random.default_rng(zlib.crc32(dataset.encode())).normal(0, 1.5, rows)
+
+
+def curve_of(final: float, start: float, template: str, dataset: str, seed: int) -> list:
+    """A learning curve from `start` to `final` over EPOCHS with a training's own wobble, and replicates that
+    share the dataset's image noise and add the model's own."""
+    rng = np.random.default_rng(zlib.crc32(f"{template} {dataset} {seed}".encode()))
+    wobble, curve = rng.normal(0, 1.0, EPOCHS), []
+    for e in range(1, EPOCHS + 1):
+        point = start + (final - start) * (1 - np.exp(-3 * e / EPOCHS)) / (1 - np.exp(-3)) + wobble[e - 1]
+        curve.append(Epoch(e, float(point), point + image_noise(dataset) + rng.normal(0, 1.0, RESAMPLES), 2.0))
+    return curve
+
+
+def curves_for(shapes: dict) -> dict:
+    """{template: (start, final)} -> recorded curves of every dataset and seed."""
+    return {(t, d, s): curve_of(final, start, t, d, s) for t, (start, final) in shapes.items()
+            for d in DATASETS for s in SEEDS}
+
+
+EPOCH_COUNTS = {t: EPOCHS for t in ("leader", "close", "behind", "late")}
+
+
+def test_rung_epoch_is_a_share_of_each_templates_own_schedule():
+    assert [rung_epoch(f, 12) for f in (0.08, 0.25, 0.5)] == [1, 3, 6]
+    assert rung_epoch(0.25, 4) == 1 and rung_epoch(0.01, 100) == 1 and rung_epoch(0.5, 5) == 3
+
+
+def test_a_rung_counts_the_best_epoch_so_far_the_first_of_equals():
+    curve = [Epoch(e, m, np.zeros(1), 1.0) for e, m in enumerate([5.0, 9.0, 9.0, 3.0], start=1)]
+    assert kept_by(curve, 1).epoch == 1 and kept_by(curve, 4).epoch == 2
+
+
+def test_the_template_behind_beyond_both_noises_stops_at_the_first_rung_and_ties_go_on():
+    curves = curves_for({"leader": (30, 60), "close": (29, 59.5), "behind": (5, 20)})
+    outcome = race(curves, ["leader", "close", "behind"], DATASETS, SEEDS, EPOCH_COUNTS, Settings((0.08, 0.25, 0.5)))
+    assert outcome.stopped == {"behind": 1} and outcome.finishers == ["leader", "close"]
+    fraction, standings = outcome.rungs[0]
+    behind = next(s for s in standings if s.template == "behind")
+    assert fraction == 0.08 and behind.stopped and behind.behind["low"] > 0 and behind.epoch == 1
+    assert all(len(rows) == 2 for _, rows in outcome.rungs[1:])  # the stopped one is not compared again
+    assert outcome.epochs_spent("behind", EPOCHS) == 1 and outcome.epochs_spent("leader", EPOCHS) == EPOCHS
+
+
+def test_kept_templates_and_a_margin_keep_it_running():
+    curves = curves_for({"leader": (30, 60), "behind": (5, 20)})
+    kept = race(curves, ["leader", "behind"], DATASETS, SEEDS, EPOCH_COUNTS, Settings((0.25,), keep=("behind",)))
+    wide = race(curves, ["leader", "behind"], DATASETS, SEEDS, EPOCH_COUNTS, Settings((0.25,), margin=50.0))
+    assert kept.stopped == {} == wide.stopped
+
+
+def test_with_one_seed_only_the_validation_images_separate():
+    curves = curves_for({"leader": (30, 60), "behind": (5, 20)})
+    outcome = race(curves, ["leader", "behind"], DATASETS, [0], EPOCH_COUNTS, Settings((0.25,)))
+    assert outcome.stopped == {"behind": 3}
+
+
+def write_grid(root: Path, shapes: dict, test_finals: dict) -> Path:
+    """A finished benchmark's metrics folder: validation records, recipes, PyTorch test numbers."""
+    curves = curves_for(shapes)
+    for (template, dataset, seed), curve in curves.items():
+        folder = Cell(template, dataset, seed).metrics_dir(root)
+        (folder / cells.LIVE_FOLDER).mkdir(parents=True)
+        record = {"resamples": RESAMPLES, "seed": 0, "epochs": [
+            {"epoch": e.epoch, "segm_map": e.segm_map, "seconds": e.seconds, "replicates": e.replicates.tolist()}
+            for e in curve]}
+        (folder / cells.VALIDATION_FILE).write_text(json.dumps(record))
+        (folder / cells.RECIPE_FILE).write_text(yaml.safe_dump({"epochs": EPOCHS}))
+        point = test_finals[template] + 0.3 * seed
+        cell = Cell(template, dataset, seed)
+        cell.results(cells.PYTORCH, root).write_text(json.dumps({"segm_map": point}))
+        replicates = point + image_noise(dataset + "test")
+        cell.replicates(cells.PYTORCH, root).write_text(json.dumps({"segm_map": replicates.tolist()}))
+    return root
+
+
+def test_the_replay_reads_a_metrics_folder_and_scores_every_case(tmp_path):
+    shapes = {"leader": (30, 60), "close": (29, 59.5), "behind": (5, 20)}
+    root = write_grid(tmp_path / "metrics", shapes, {"leader": 60, "close": 59.5, "behind": 20})
+    grid = replay.read_grid(root)
+    assert grid.templates == ["behind", "close", "leader"] and grid.datasets == DATASETS and grid.seeds == SEEDS
+    chosen = replay.cases(grid, 3, 2, 0, 0)
+    assert len(chosen) == 3  # the three templates on {cityscapes}, {wgisd_1} and both, with both seeds
+    found = replay.summary(grid, chosen, Settings((0.08, 0.25, 0.5)))
+    assert found["agreeing"] == 1.0 and found["stops"]["behind"] == (3, 3) and found["stops"]["leader"] == (0, 3)
+    # Two templates trained 12 epochs, the third 1: 25 of 36.
+    assert found["epochs"] == pytest.approx(25 / 36) and found["seconds"] == pytest.approx(25 / 36)
+    assert found["worst"].regret == 0.0
+
+
+def test_a_late_starter_stopped_too_early_shows_as_regret(tmp_path):
+    """The replay can fail the policy: a template behind at its first epoch that ends best, stopped there."""
+    shapes = {"leader": (30, 50), "close": (29, 49.5), "late": (5, 70)}
+    root = write_grid(tmp_path / "metrics", shapes, {"leader": 50, "close": 49.5, "late": 70})
+    grid = replay.read_grid(root)
+    found = replay.summary(grid, replay.cases(grid, 3, 2, 0, 0), Settings((0.08,)))
+    assert found["stops"]["late"] == (3, 3) and found["agreeing"] == 0.0
+    assert found["worst"].full == "late" and found["worst"].regret == pytest.approx(20.0, abs=0.5)
+    later = replay.summary(grid, replay.cases(grid, 3, 2, 0, 0), Settings((0.5,)))
+    assert later["stops"]["late"] == (0, 3) and later["agreeing"] == 1.0
+
+
+def test_the_replay_prints_its_table(tmp_path, capsys):
+    root = write_grid(tmp_path / "metrics", {"leader": (30, 60), "close": (29, 59.5), "behind": (5, 20)},
+                      {"leader": 60, "close": 59.5, "behind": 20})
+    replay.main(["--metrics", str(root), "--margins", "0", "2"])
+    out = capsys.readouterr().out
+    assert "3 cases" in out and out.count("stopped: behind in 3 of 3 cases") == 2
+
+
+def test_a_folder_without_validation_records_is_named(tmp_path):
+    with pytest.raises(SystemExit, match="no <template>-<dataset>-seed<n>/validation.json"):
+        replay.read_grid(tmp_path)
