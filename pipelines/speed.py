@@ -2,6 +2,7 @@
 side-by-side timing that decisions use (templates interleaved in rounds, ratios with intervals, the machine's
 load while timing)."""
 
+import math
 import os
 import platform
 import statistics
@@ -10,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import binom
 
 
 def latency(predict, batch: np.ndarray, warmup: int, repeats: int) -> float:
@@ -75,7 +75,7 @@ def median_interval(values) -> tuple:
     n = len(values)
     if n == 0:
         return np.nan, np.nan, np.nan
-    below = [k for k in range(n // 2 + 1) if binom.cdf(k - 1, n, 0.5) <= 0.025]
+    below = [k for k in range(n // 2 + 1) if sum(math.comb(n, i) for i in range(k)) / 2 ** n <= 0.025]
     k = max(below) if below else 0
     if k == 0:
         return float(np.median(values)), np.nan, np.nan
