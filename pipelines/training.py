@@ -279,13 +279,15 @@ def _loader(spec, seed: int, data_dir: Path, world: int, rank: int):
 
 
 def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, *, seed: int, log=print,
-        on_epoch=lambda record: None) -> TrainResult:
+        on_epoch=lambda record: None, until_epoch: int | None = None) -> TrainResult:
     """Trains template `spec`, whose models `adapter` builds, on the prepared dataset in `data_dir` with training
     seed `seed` (the cell's: it seeds the weights' start, the augmentation and the batches' order); writes
     `<out_dir>/model.pt`.
 
     The saved checkpoint holds the epoch with the best validation segm mAP. A `resume.pt` left by a
-    killed run with the same recipe and data is continued from. Under `torchrun` (WORLD_SIZE > 1) each
+    killed run with the same recipe and data is continued from. `until_epoch` (a race's rung) stops after that
+    epoch with resume.pt kept and no model.pt: a later call continues exactly as an uninterrupted run would.
+    Under `torchrun` (WORLD_SIZE > 1) each
     process trains on its share of the images (DDP); process 0 validates, logs and saves. `on_epoch`
     receives every epoch's record (restored ones first) in process 0 only.
     """
@@ -316,7 +318,8 @@ def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, *, seed: int
         # ReduceLROnPlateau after warm-up (LambdaLR would undo its reductions).
         if spec.schedule != "plateau" or scheduler.last_epoch < spec.warmup_iters:
             scheduler.step()
-    while training.epoch < spec.epochs and not _stop_early(training.history, spec.early_stop_patience):
+    last = spec.epochs if until_epoch is None else min(until_epoch, spec.epochs)
+    while training.epoch < last and not _stop_early(training.history, spec.early_stop_patience):
         if sampler is not None:
             sampler.set_epoch(training.epoch + 1)
         record = _epoch(training, loader, step_lr, data_dir, world, rank, resume_file)
@@ -330,6 +333,8 @@ def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, *, seed: int
                 f"bbox mAP {record['val_bbox_map']:.1f} ({record['seconds']} s, "
                 f"training {record['images_per_second']} images/s)")
     best_epoch = max(training.history, key=lambda h: h["val_segm_map"])["epoch"]
+    if training.epoch < spec.epochs and not _stop_early(training.history, spec.early_stop_patience):
+        return TrainResult(training.history, best_epoch, training.best)  # at a rung: resume.pt goes on from here
     if rank == 0:
         checkpoints.save(out_dir / cells.MODEL_FILE, training.best_state, spec, labels, best_epoch)
         resume_file.unlink()

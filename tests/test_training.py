@@ -178,6 +178,24 @@ def test_killed_training_resumes_from_its_last_epoch_with_the_same_result(prepar
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_training_stopped_at_a_rung_goes_on_exactly_as_an_uninterrupted_run(prepared, tiny_spec, tmp_path):
+    """A race stops every template after its rung epoch; the ones that go on continue from there."""
+    spec = tiny_spec(epochs=3)
+    epochs = []
+    straight = fit(spec, prepared, tmp_path / "straight", log=lambda _: None,
+                   on_epoch=lambda record: epochs.append(
+                       torch.load(tmp_path / "straight" / cells.RESUME_FILE, weights_only=False)["training"]))
+    raced = tmp_path / "raced"
+    at_rung = fit(spec, prepared, raced, log=lambda _: None, until_epoch=1)
+    assert [h["epoch"] for h in at_rung.history] == [1] and not (raced / cells.MODEL_FILE).exists()
+    kept = torch.load(raced / cells.RESUME_FILE, weights_only=False)["training"]
+    assert all(torch.equal(kept["model"][k], epochs[0]["model"][k]) for k in kept["model"])  # the same epoch 1
+    finished = fit(spec, prepared, raced, log=lambda _: None)
+    assert untimed(finished.history) == untimed(straight.history) and not (raced / cells.RESUME_FILE).exists()
+    a, b = (torch.load(d / cells.MODEL_FILE, weights_only=False)["model"] for d in (tmp_path / "straight", raced))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resume_file_of_another_recipe_is_not_used(prepared, tiny_spec, tmp_path):
     fit(tiny_spec(epochs=1), prepared, tmp_path, log=lambda _: None)
     (tmp_path / "model.pt").rename(tmp_path / "old.pt")
