@@ -97,11 +97,12 @@ class TemplateSpec:
 
 @dataclass(frozen=True)
 class Params:
-    """Fields are named like the params.yaml keys they hold, but for the two in YAML_KEYS."""
+    """Fields are named like the params.yaml keys they hold, but for those in YAML_KEYS."""
     data_dir: str
     datasets: dict                 # key -> DatasetSpec
     templates: dict                # key -> TemplateSpec
     run_templates: list            # every selected template: run.templates' lists, engine by engine
+    run_datasets: list             # the datasets benchmarked (run.datasets); every one of `datasets` is prepared
     run_seeds: list                # every training is repeated once per seed; reports show mean +- std
     demo: dict
     export: dict                   # precisions: IRs to write and validate; calibration_images: for INT8
@@ -111,7 +112,7 @@ class Params:
 
 
 # Params fields whose params.yaml key differs from their name (what dvc.yaml's `params` lists).
-YAML_KEYS = {"run_templates": "run.templates", "run_seeds": "run.seeds"}
+YAML_KEYS = {"run_templates": "run.templates", "run_datasets": "run.datasets", "run_seeds": "run.seeds"}
 
 
 
@@ -237,6 +238,8 @@ SELECTION = Rule(f"a mapping of every engine ({', '.join(ENGINES)}) to the templ
                  lambda v: isinstance(v, dict) and set(v) == set(ENGINES) and all(
                      names is None or isinstance(names, list) and all(isinstance(n, str) for n in names)
                      for names in v.values()))
+DATASET_SELECTION = Rule("a non-empty list of keys of `datasets`, e.g. [cityscapes, pets]",
+                         lambda v: isinstance(v, list) and bool(v) and all(isinstance(n, str) for n in v))
 SEEDS = Rule("a non-empty list of distinct whole numbers >= 0",
              lambda v: isinstance(v, list) and bool(v) and all(_whole(s) and s >= 0 for s in v)
              and len(set(v)) == len(v))
@@ -247,7 +250,7 @@ PRECISION_LIST = Rule(f"it must list fp32 (the other IRs are derived from it) an
 
 SCHEMA = Section({
     "data_dir": TEXT,
-    "run": Section({"templates": SELECTION, "seeds": SEEDS}, optional=("seeds",)),
+    "run": Section({"templates": SELECTION, "datasets": DATASET_SELECTION, "seeds": SEEDS}, optional=("seeds",)),
     "export": Section({"precisions": PRECISION_LIST, "calibration_images": whole(1)}),
     "deploy": Section({
         "precision": one_of(PRECISIONS),
@@ -357,6 +360,15 @@ def _relations(raw: dict) -> list:
     selection = _mapping(raw, "run").get("templates")
     if SELECTION.holds(selection):
         found += _selection_problems(selection, _mapping(raw, "templates"))
+    chosen, defined = _mapping(raw, "run").get("datasets"), _mapping(raw, "datasets")
+    if DATASET_SELECTION.holds(chosen):
+        for name in dict.fromkeys(chosen):
+            if name not in defined:
+                close = difflib.get_close_matches(name, list(defined), n=1)
+                found.append(f"run.datasets names {name!r}, which datasets does not define"
+                             + (f"; did you mean {close[0]}?" if close else ""))
+            if chosen.count(name) > 1:
+                found.append(f"run.datasets names {name!r} {chosen.count(name)} times: once is enough")
     precisions, precision = _mapping(raw, "export").get("precisions"), _mapping(raw, "deploy").get("precision")
     if PRECISION_LIST.holds(precisions) and precision in list(PRECISIONS) and precision not in precisions:
         found.append(f"deploy.precision is {precision!r}: it must be one of export.precisions {precisions}, the IRs "
@@ -418,6 +430,7 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
         datasets={k: DatasetSpec(**v) for k, v in raw["datasets"].items()},
         templates={k: TemplateSpec(**v) for k, v in raw["templates"].items()},
         run_templates=[name for names in raw["run"]["templates"].values() for name in names or []],
+        run_datasets=list(raw["run"]["datasets"]),
         run_seeds=list(raw["run"].get("seeds", [0])),
         demo=raw["demo"],
         export=raw["export"],

@@ -102,9 +102,14 @@ def comparison(a: Revision, b: Revision, datasets: list) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["template", "dataset", "A", "B", "difference", "low", "high", "p_better"])
 
 
+def benchmarked(params: dict) -> list:
+    """The datasets a revision's params benchmark: run.datasets, or (before it existed) every dataset."""
+    return list(params.get("run", {}).get("datasets") or params["datasets"])
+
+
 def report(a: Revision, b: Revision) -> str:
     """The comparison of `b` against `a` as text."""
-    datasets = [d for d in b.params["datasets"] if d in a.params["datasets"]]
+    datasets = [d for d in benchmarked(b.params) if d in benchmarked(a.params)]
     lines = [f"## {b.name} against {a.name}", "", "Params that differ: " + ("; ".join(params_diff(a, b)) or "none")]
     why = unpairable(a, b, datasets)
     if why:

@@ -47,7 +47,7 @@ def inputs(metrics: Path, stats: Path, templates: list, datasets: list, seeds: l
 def main(args=None) -> None:
     args = parser().parse_args(args)
     params = load_params()
-    found = inputs(args.metrics, args.stats, params.run_templates, list(params.datasets), params.run_seeds,
+    found = inputs(args.metrics, args.stats, params.run_templates, params.run_datasets, params.run_seeds,
                    params.export["precisions"], params.confidence["seed"], params.deploy["precision"],
                    params.deploy["latency_budget_ms"])
     publish(args.out, *document.build(found))

@@ -71,7 +71,7 @@ def main(args=None) -> None:
     precision, timing = params.deploy["precision"], params.deploy["timing"]
     found = {"runtime": cells.runtime(precision), "threads": THREADS, "rounds": timing["rounds"],
              "images": timing["images"], "seeds": params.run_seeds, **machine(), "datasets": {}}
-    for dataset in params.datasets:
+    for dataset in params.run_datasets:
         found["datasets"][dataset] = measured = time_dataset(args.models, args.data, dataset, params.run_templates,
                                                              params.run_seeds, precision, timing)
         medians = ", ".join(f"{t} {statistics.median(v):.1f} ms" for t, v in measured["ms"].items())

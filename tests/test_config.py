@@ -97,6 +97,11 @@ def test_the_projects_params_load():
      "run.seeds is [0, 1, 0]: a non-empty list of distinct whole numbers >= 0"),
     (lambda p: p["run"].update(seeds=[0, "1"]),
      "run.seeds is [0, '1']: a non-empty list of distinct whole numbers >= 0"),
+    (lambda p: p["run"].update(datasets=["pets", "wgisd"]),
+     "run.datasets names 'wgisd', which datasets does not define; did you mean wgisd_5?"),
+    (lambda p: p["run"].update(datasets=["pets", "pets"]), "run.datasets names 'pets' 2 times: once is enough"),
+    (lambda p: p["run"].update(datasets=[]), "run.datasets is []: a non-empty list of keys of `datasets`, e.g. "
+                                             "[cityscapes, pets]"),
     (lambda p: p["run"].update(templates=["tv_lite0"]),
      "run.templates is ['tv_lite0']: a mapping of every engine (mmdet, torchvision) to the templates it runs, [] for "
      "none, e.g. `mmdet: [mmdet_lite0]`"),

@@ -46,7 +46,7 @@ def bench(tmp_path_factory):
                               wgisd={"train": 12, "test": 6})
         for template in TEMPLATES:
             params["templates"][template].update(epochs=1, input_size=96, warmup_iters=2)
-        params["run"].update(templates=selection(*TEMPLATES), seeds=SEEDS)
+        params["run"].update(templates=selection(*TEMPLATES), datasets=DATASETS, seeds=SEEDS)
         params["datasets"] = {**{k: params["datasets"][k] for k in DATASETS if k in params["datasets"]},
                               "user_coco": USER_COCO}
         params["export"].update(precisions=PRECISIONS, calibration_images=2)

@@ -34,7 +34,7 @@ def one_dataset_one_epoch(params):
                           wgisd={"train": 12, "test": 6})
     for template in TEMPLATES:
         params["templates"][template].update(epochs=1, input_size=96, warmup_iters=2)
-    params["run"].update(templates=selection(*TEMPLATES), seeds=[0])
+    params["run"].update(templates=selection(*TEMPLATES), datasets=[DATASET], seeds=[0])
     params["datasets"] = {DATASET: params["datasets"][DATASET]}
     params["export"].update(precisions=["fp32"], calibration_images=2)
     params["speed"].update(warmup=1, repeats=2, throughput_seconds=0.3)
