@@ -1,0 +1,112 @@
+"""Tiling's geometry, its automatic sizes, the training targets of a tile and the merging of tile predictions."""
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import pytest
+
+from pipelines.tiling import (Tiling, auto, axis_starts, crop_objects, intersection_over_smaller, merge,
+                              predict_tiled, shifted, tiles)
+
+
+def rle(mask: np.ndarray) -> dict:
+    encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    encoded["counts"] = encoded["counts"].decode("ascii")
+    return encoded
+
+
+def rectangle(height, width, x0, y0, x1, y1) -> np.ndarray:
+    mask = np.zeros((height, width), np.uint8)
+    mask[y0:y1, x0:x1] = 1
+    return mask
+
+
+@pytest.mark.parametrize("length, size, overlap", [(2048, 512, 0.2), (1024, 512, 0.0), (1365, 400, 0.35),
+                                                   (300, 512, 0.2)])
+def test_tiles_cover_the_axis_border_to_border_with_at_least_the_overlap(length, size, overlap):
+    starts = axis_starts(length, size, overlap)
+    assert starts[0] == 0 and min(starts[-1] + size, length) == length
+    covered = np.zeros(length, bool)
+    for start in starts:
+        covered[start:start + size] = True
+    assert covered.all()
+    for a, b in zip(starts, starts[1:]):
+        assert a + size - b >= overlap * size - 1  # rounding to whole pixels
+
+
+def test_an_image_is_tiled_row_by_row_and_a_small_one_is_one_tile():
+    assert tiles(1000, 500, Tiling(500, 0.0)) == [(0, 0, 500, 500), (500, 0, 1000, 500)]
+    assert tiles(300, 200, Tiling(512, 0.2)) == [(0, 0, 300, 200)]
+
+
+def test_auto_sizes_the_tile_from_the_mean_object_and_the_overlap_from_the_largest():
+    # Objects of 20 x 20 px in 2048 x 1024 frames: a tile of sqrt(400 / 0.03) = 116 px.
+    found = auto([400.0] * 10, [20.0] * 9 + [58.0], [1024] * 3)
+    assert found == Tiling(116, 0.5)  # 58 / 116, at the cap
+    assert auto([400.0], [23.2], [1024]).overlap == pytest.approx(0.2)
+
+
+def test_auto_leaves_large_objects_untiled():
+    # Pets: the animal fills a good part of a 500 x 375 photo.
+    assert auto([40000.0, 60000.0], [250.0, 300.0], [375, 375]) is None
+    assert auto([], [], [375]) is None
+
+
+def test_a_tile_keeps_objects_mostly_inside_it_cropped_and_leaves_the_others_out():
+    height, width = 100, 200
+    inside = {"id": 1, "category_id": 1, "segmentation": rle(rectangle(height, width, 10, 10, 30, 30)),
+              "bbox": [10, 10, 20, 20]}
+    mostly = {"id": 2, "category_id": 1, "segmentation": rle(rectangle(height, width, 90, 10, 110, 30)),
+              "bbox": [90, 10, 20, 20]}   # half in the tile x < 100: kept at min_share 0.5
+    barely = {"id": 3, "category_id": 2, "segmentation": rle(rectangle(height, width, 95, 50, 135, 60)),
+              "bbox": [95, 50, 40, 10]}   # an eighth inside
+    polygon = {"id": 4, "category_id": 2, "segmentation": [[40, 40, 60, 40, 60, 60, 40, 60]], "bbox": [40, 40, 20, 20]}
+    boxed = {"id": 5, "category_id": 1, "bbox": [80, 80, 40, 10]}  # box only: half inside
+    kept = crop_objects([inside, mostly, barely, polygon, boxed], height, width, (0, 0, 100, 100), 0.5)
+    assert [a["id"] for a in kept] == [1, 2, 4, 5]
+    assert kept[1]["bbox"] == [90.0, 10.0, 10.0, 20.0] and kept[1]["area"] == 200.0
+    assert mask_utils.decode(kept[1]["segmentation"]).shape == (100, 100)
+    assert kept[3]["bbox"] == [80, 80, 20, 10]
+    right = crop_objects([mostly], height, width, (100, 0, 200, 100), 0.5)
+    assert right[0]["bbox"] == [0.0, 10.0, 10.0, 20.0]  # the other half, in the right tile's pixels
+
+
+def test_tile_results_move_to_the_image_and_a_cut_objects_halves_merge_into_one():
+    height, width = 100, 200
+    left = {"image_id": 0, "category_id": 1, "score": 0.9, "bbox": [90, 10, 10, 20],
+            "segmentation": rle(rectangle(100, 100, 90, 10, 100, 30))}
+    right = {"image_id": 0, "category_id": 1, "score": 0.8, "bbox": [0, 10, 12, 20],
+             "segmentation": rle(rectangle(100, 100, 0, 10, 12, 30))}
+    whole = {"image_id": 0, "category_id": 1, "score": 0.7, "bbox": [88, 10, 24, 20],
+             "segmentation": rle(rectangle(height, width, 88, 10, 112, 30))}
+    moved = shifted([left], (0, 0, 100, 100), height, width) + shifted([right], (100, 0, 200, 100), height, width)
+    assert moved[1]["bbox"] == [100, 10, 12, 20]
+    assert mask_utils.decode(moved[1]["segmentation"])[10:30, 100:112].all()
+    # IoU of the halves is 0 (NMS would keep both); each lies inside the whole-image detection.
+    assert intersection_over_smaller(moved[0]["segmentation"], whole["segmentation"]) == 1.0
+    merged = merge(moved + [whole])
+    assert len(merged) == 1 and merged[0]["score"] == 0.9 and merged[0]["bbox"] == [88.0, 10.0, 24.0, 20.0]
+
+
+def test_merging_keeps_other_classes_and_separate_objects():
+    height, width = 50, 50
+    a = {"category_id": 1, "score": 0.9, "bbox": [0, 0, 10, 10], "segmentation": rle(rectangle(50, 50, 0, 0, 10, 10))}
+    other_class = {**a, "category_id": 2, "score": 0.8}
+    apart = {**a, "score": 0.7, "bbox": [30, 30, 10, 10], "segmentation": rle(rectangle(height, width, 30, 30, 40, 40))}
+    assert [r["score"] for r in merge([apart, a, other_class])] == [0.9, 0.8, 0.7]
+
+
+def test_predict_tiled_runs_every_tile_and_the_whole_image():
+    pixels = np.zeros((100, 300, 3), np.uint8)
+    seen = []
+
+    def predict(crop, image_id):
+        seen.append(crop.shape[:2])
+        h, w = crop.shape[:2]  # one detection in the middle of whatever it sees
+        mask = rectangle(h, w, w // 2 - 5, h // 2 - 5, w // 2 + 5, h // 2 + 5)
+        return [{"image_id": image_id, "category_id": 1, "score": 0.5 + 0.001 * w, "bbox": [w // 2 - 5, h // 2 - 5, 10, 10],
+                 "segmentation": rle(mask)}]
+    found = predict_tiled(predict, pixels, Tiling(100, 0.0), image_id=7)
+    assert seen == [(100, 300), (100, 100), (100, 100), (100, 100)]
+    # The whole image's detection and the middle tile's are one object; the outer tiles' are apart.
+    assert len(found) == 3 and all(r["image_id"] == 7 for r in found)
+    assert sorted(r["bbox"][0] for r in found) == [45.0, 145.0, 245.0]
