@@ -93,6 +93,10 @@ class TemplateSpec:
     dataset_repeats: int = 1       # an epoch passes over the training images this many times
     amp: bool = True               # mixed precision on CUDA (ignored on CPU)
     score_threshold: float = 0.05  # keep detections above this score; low so mAP sees the whole PR curve
+    # Small objects in large images (pipelines/tiling.py): null, `auto` (sizes from the training split's objects,
+    # decided when training starts) or {size: px, overlap: share, min_share: share}. Training sees the whole
+    # images and their tiles; inference every tile and the whole image, merged.
+    tiling: object = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,12 @@ NON_NEGATIVE = number(">= 0", lambda v: v >= 0)
 FRACTION = number("in [0, 1)", lambda v: 0 <= v < 1)
 SHARE = number("in [0, 1]", lambda v: 0 <= v <= 1)
 
+def _tile_sizes(v) -> bool:
+    return isinstance(v, dict) and set(v) <= {"size", "overlap", "min_share"} and _whole(v.get("size")) \
+        and v["size"] >= 32 and _number(v.get("overlap", 0)) and 0 <= v.get("overlap", 0) <= 0.9 \
+        and _number(v.get("min_share", 0.5)) and 0 < v.get("min_share", 0.5) <= 1
+
+
 TEMPLATE_RULES = {
     "engine": one_of(ENGINES),
     "input_size": whole(1),
@@ -185,6 +195,9 @@ TEMPLATE_RULES = {
     "dataset_repeats": whole(1),
     "amp": Rule("true or false", lambda v: isinstance(v, bool)),
     "score_threshold": FRACTION,
+    "tiling": Rule("null, auto, or {size: whole number >= 32, overlap: a share in [0, 0.9], min_share: a share in "
+                   "(0, 1]} (size required)",
+                   lambda v: v is None or v == "auto" or _tile_sizes(v)),
 }
 # Keys a template may not hold, and why: a training's seed is its cell's (run.seeds), not its recipe's.
 TEMPLATE_REFUSED = {"seed": Rule("not set here: each training runs once per seed of run.seeds", lambda v: False)}

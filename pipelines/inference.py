@@ -22,6 +22,8 @@ import numpy as np
 import pycocotools.mask as mask_utils
 from PIL import Image, ImageOps
 
+from pipelines import tiling
+
 # The input a model takes unless its template says otherwise: pipelines.config.TemplateSpec's defaults are these.
 # ImageNet statistics in 0..255 pixel values (RGB), what most ImageNet-trained backbones expect.
 MEAN = (123.675, 116.28, 103.53)
@@ -45,6 +47,8 @@ class InputSpec:
     channels: str = CHANNEL_ORDER       # RGB | BGR: the channel order the graph takes
     resize_mode: str = RESIZE_MODE      # letterbox | keep_ratio | stretch (see the module's docstring)
     size_divisor: int = SIZE_DIVISOR    # keep_ratio and stretch: the canvas sides are multiples of this
+    tile_size: int = 0                  # > 0: the image is also seen as tiles of this side (pipelines.tiling)
+    tile_overlap: float = 0.0           # ... overlapping by this share of a tile
 
     def __post_init__(self):
         if self.channels not in CHANNEL_ORDERS:
@@ -74,8 +78,13 @@ class InputSpec:
 def template_input(spec) -> InputSpec:
     """The pre-processing a template (`pipelines.config.TemplateSpec`) asks for: the same in training, evaluation
     and the IR."""
+    if spec.tiling == "auto":
+        raise ValueError("tiling auto is decided from the training split when training starts "
+                         "(training.resolve_tiling); this template's was not")
+    tiles = spec.tiling or {}
     return InputSpec(size=spec.input_size, mean=tuple(spec.mean), std=tuple(spec.std), channels=spec.channels,
-                     resize_mode=spec.resize_mode, size_divisor=spec.size_divisor)
+                     resize_mode=spec.resize_mode, size_divisor=spec.size_divisor,
+                     tile_size=tiles.get("size", 0), tile_overlap=tiles.get("overlap", 0.0))
 
 
 def load_image(path: Path) -> np.ndarray:
@@ -178,9 +187,14 @@ def paste_mask(probabilities: np.ndarray, box: np.ndarray, height: int, width: i
 
 def predict_image(predictor, pixels: np.ndarray, spec: InputSpec, score_threshold: float, image_id: int = 0) -> list:
     """One RGB image through pre-processing, `predictor` and post-processing: COCO results in its pixels. What a
-    deployment runs per image, and what side-by-side timing times."""
-    batch, scale = preprocess(pixels, spec)
-    return postprocess(predictor(batch), scale, pixels.shape[0], pixels.shape[1], image_id, score_threshold)
+    deployment runs per image, and what side-by-side timing times. A tiled spec runs every tile and the whole
+    image, merged (pipelines.tiling)."""
+    def once(image: np.ndarray, image_id: int) -> list:
+        batch, scale = preprocess(image, spec)
+        return postprocess(predictor(batch), scale, image.shape[0], image.shape[1], image_id, score_threshold)
+    if spec.tile_size:
+        return tiling.predict_tiled(once, pixels, tiling.Tiling(spec.tile_size, spec.tile_overlap), image_id)
+    return once(pixels, image_id)
 
 
 def split_images(split_json: Path, count: int, seed: int | None = None) -> list:

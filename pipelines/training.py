@@ -15,7 +15,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from PIL import Image
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from pipelines import cells, checkpoints, confidence, devices, inference
+from pipelines import cells, checkpoints, confidence, devices, inference, tiling
 from pipelines.engines.contract import ModelAdapter, TrainResult
 from pipelines.evaluation import coco_metrics
 from pipelines.files import write_atomic
@@ -45,29 +45,41 @@ class CocoInstances(torch.utils.data.Dataset):
 
     Crowd regions are not training targets. With `flip`, half of the images are mirrored; with a
     `scale_range` below 1, the image fills a random share of the input size (multiscale). Masks and boxes
-    move with the pixels.
+    move with the pixels. With `tiles`, every image is a sample and so is each of its tiles that holds an
+    object (by its box; pipelines.tiling.crop_objects then crops the targets).
     """
 
-    def __init__(self, split_json: Path, spec: inference.InputSpec, flip: bool, scale_range=(1.0, 1.0)):
+    def __init__(self, split_json: Path, spec: inference.InputSpec, flip: bool, scale_range=(1.0, 1.0),
+                 tiles: tiling.Tiling | None = None):
         coco = json.loads(Path(split_json).read_text())
         self.root, self.spec, self.flip, self.scale_range = Path(split_json).parent, spec, flip, tuple(scale_range)
-        self.images = coco["images"]
+        self.images, self.tiles = coco["images"], tiles
         self.annotations = {image["id"]: [] for image in self.images}
         for ann in coco["annotations"]:
             if not ann["iscrowd"]:
                 self.annotations[ann["image_id"]].append(ann)
+        self.samples = [(i, None) for i in range(len(self.images))]
+        if tiles:
+            for i, info in enumerate(self.images):
+                self.samples += [(i, box) for box in tiling.tiles(info["width"], info["height"], tiles)
+                                 if tiling.crop_objects([{"bbox": a["bbox"]} for a in self.annotations[info["id"]]],
+                                                        info["height"], info["width"], box, tiles.min_share)]
 
     def __len__(self):
-        return len(self.images)
+        return len(self.samples)
 
     def __getitem__(self, index):
-        info = self.images[index]
+        image_index, box = self.samples[index]
+        info = self.images[image_index]
         pixels = inference.load_image(self.root / info["file_name"])
+        anns = self.annotations[info["id"]]
+        if box is not None:
+            anns = tiling.crop_objects(anns, *pixels.shape[:2], box, self.tiles.min_share)
+            pixels = pixels[box[1]:box[3], box[0]:box[2]]
         fill = random.uniform(*self.scale_range) if self.scale_range != (1.0, 1.0) else 1.0
         batch, _ = inference.preprocess(pixels, self.spec, fill)
         place = inference.placement(*pixels.shape[:2], self.spec, fill)
         (new_h, new_w), (canvas_h, canvas_w), (scale_x, scale_y) = place.resized, place.canvas, place.scale
-        anns = self.annotations[info["id"]]
         masks = np.zeros((len(anns), canvas_h, canvas_w), dtype=np.uint8)
         for i, ann in enumerate(anns):
             full = Image.fromarray(mask_utils.decode(ann["segmentation"]))
@@ -265,8 +277,10 @@ def _device(log=print):
 
 def _loader(spec, seed: int, data_dir: Path, world: int, rank: int):
     """The training split's loader (each process its share under DDP), its sampler and its random generator."""
+    tiles = tiling.Tiling(spec.tiling["size"], spec.tiling.get("overlap", 0.0), spec.tiling.get("min_share", 0.5)) \
+        if spec.tiling else None
     dataset = CocoInstances(split_file(data_dir, TRAIN), inference.template_input(spec), flip=True,
-                            scale_range=spec.scale_range)
+                            scale_range=spec.scale_range, tiles=tiles)
     if spec.dataset_repeats > 1:  # an epoch passes over the training images this many times
         dataset = torch.utils.data.ConcatDataset([dataset] * spec.dataset_repeats)
     generator = torch.Generator().manual_seed(seed)
@@ -278,6 +292,21 @@ def _loader(spec, seed: int, data_dir: Path, world: int, rank: int):
     return loader, sampler, generator
 
 
+def resolve_tiling(spec, data_dir: Path, log=print):
+    """`spec` with `tiling: auto` decided from its training split's objects (pipelines.tiling.auto): sizes, or
+    none. The trained model keeps the decided values, so evaluation, export and the IR tile the same way."""
+    if spec.tiling != "auto":
+        return spec
+    coco = json.loads(split_file(data_dir, TRAIN).read_text())
+    objects = [a for a in coco["annotations"] if not a["iscrowd"]]
+    found = tiling.auto([a["area"] for a in objects], [max(a["bbox"][2:]) for a in objects],
+                        [min(i["width"], i["height"]) for i in coco["images"]])
+    log("tiling auto: " + ("none (the objects are large for their images)" if found is None else
+                           f"tiles of {found.size} px overlapping by {found.overlap:.0%}"))
+    return replace(spec, tiling=None if found is None else
+                   {"size": found.size, "overlap": found.overlap, "min_share": found.min_share})
+
+
 def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, *, seed: int, log=print,
         on_epoch=lambda record: None, until_epoch: int | None = None) -> TrainResult:
     """Trains template `spec`, whose models `adapter` builds, on the prepared dataset in `data_dir` with training
@@ -287,11 +316,11 @@ def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, *, seed: int
     The saved checkpoint holds the epoch with the best validation segm mAP. A `resume.pt` left by a
     killed run with the same recipe and data is continued from. `until_epoch` (a race's rung) stops after that
     epoch with resume.pt kept and no model.pt: a later call continues exactly as an uninterrupted run would.
-    Under `torchrun` (WORLD_SIZE > 1) each
-    process trains on its share of the images (DDP); process 0 validates, logs and saves. `on_epoch`
-    receives every epoch's record (restored ones first) in process 0 only.
+    Under `torchrun` (WORLD_SIZE > 1) each process trains on its share of the images (DDP); process 0
+    validates, logs and saves. `on_epoch` receives every epoch's record (restored ones first) in process 0 only.
     """
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
+    spec = resolve_tiling(spec, data_dir, log if rank == 0 else lambda message: None)
     device = _device(log)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
@@ -304,9 +333,9 @@ def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, *, seed: int
         precision = f"mixed precision ({str(training.amp_dtype)[6:]})" if training.amp_dtype else "full precision"
         log(f"training on {device} in {precision}" + (f", {world} processes (DDP)" if world > 1 else ""))
     total = spec.epochs * len(loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(training.optimizer,
-                                                  lambda i: lr_factor(i, total, spec.warmup_iters, spec.schedule,
-                                                                    spec.warmup_ratio, spec.min_lr_ratio))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        training.optimizer, lambda i: lr_factor(i, total, spec.warmup_iters, spec.schedule, spec.warmup_ratio,
+                                                spec.min_lr_ratio))
     out_dir.mkdir(parents=True, exist_ok=True)
     resume_file, key = out_dir / cells.RESUME_FILE, fingerprint(spec, seed, data_dir)
     _resume(training, scheduler, _load_resume(resume_file, key, log), resume_file, rank, log, on_epoch)
@@ -328,10 +357,7 @@ def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, *, seed: int
             state = {"fingerprint": key, "training": training.state(), "scheduler": scheduler.state_dict()}
             write_atomic(resume_file, lambda staged: torch.save(state, staged))
             on_epoch(record)
-            loss = sum(v for k, v in record.items() if k.startswith("loss"))
-            log(f"epoch {record['epoch']}/{spec.epochs}: loss {loss:.3f}, val segm mAP {record['val_segm_map']:.1f}, "
-                f"bbox mAP {record['val_bbox_map']:.1f} ({record['seconds']} s, "
-                f"training {record['images_per_second']} images/s)")
+            log(_epoch_line(record, spec.epochs))
     best_epoch = max(training.history, key=lambda h: h["val_segm_map"])["epoch"]
     if training.epoch < spec.epochs and not _stop_early(training.history, spec.early_stop_patience):
         return TrainResult(training.history, best_epoch, training.best)  # at a rung: resume.pt goes on from here
@@ -341,6 +367,13 @@ def fit(spec, adapter: ModelAdapter, data_dir: Path, out_dir: Path, *, seed: int
     if world > 1:
         dist.barrier()
     return TrainResult(training.history, best_epoch, training.best)
+
+
+def _epoch_line(record: dict, epochs: int) -> str:
+    loss = sum(v for k, v in record.items() if k.startswith("loss"))
+    return (f"epoch {record['epoch']}/{epochs}: loss {loss:.3f}, val segm mAP {record['val_segm_map']:.1f}, "
+            f"bbox mAP {record['val_bbox_map']:.1f} ({record['seconds']} s, training {record['images_per_second']} "
+            "images/s)")
 
 
 def _resume(training: Training, scheduler, saved: dict | None, resume_file: Path, rank: int, log, on_epoch) -> None:

@@ -51,6 +51,10 @@ def test_the_projects_params_load():
 @pytest.mark.parametrize("change, message", [
     # a template's recipe
     (template("tv_lite0", epochs=-1), "templates.tv_lite0.epochs is -1: a whole number >= 1"),
+    (template("tv_lite0", tiling={"size": 16}), "templates.tv_lite0.tiling is {'size': 16}: null, auto, or "
+     "{size: whole number >= 32, overlap: a share in [0, 0.9], min_share: a share in (0, 1]} (size required)"),
+    (template("tv_lite0", tiling="yes"), "templates.tv_lite0.tiling is 'yes': null, auto, or {size: whole number "
+     ">= 32, overlap: a share in [0, 0.9], min_share: a share in (0, 1]} (size required)"),
     (template("tv_lite0", epochs=0), "templates.tv_lite0.epochs is 0: a whole number >= 1"),
     (template("tv_lite0", epochs=2.5), "templates.tv_lite0.epochs is 2.5: a whole number >= 1"),
     (template("tv_lite0", lr="abc"), "templates.tv_lite0.lr is 'abc': a number > 0"),
@@ -217,3 +221,12 @@ def test_the_choices_are_those_the_code_acts_on():
     from pipelines.datasets import prepare
     assert config.OWN_FORMATS == tuple(prepare.PLUGINS)
     assert set(config.DATUMARO_FORMATS) <= set(Environment().importers)
+
+
+def test_tiling_takes_auto_or_sizes(tmp_path):
+    def tiled(p):
+        p["templates"]["tv_lite0"]["tiling"] = "auto"
+        p["templates"]["mmdet_lite0"]["tiling"] = {"size": 512, "overlap": 0.2}
+    params = load_params(edited(tmp_path, tiled))
+    assert params.templates["tv_lite0"].tiling == "auto" and params.templates["mmdet_lite0"].tiling["size"] == 512
+    assert load_params(edited(tmp_path, lambda p: None)).templates["tv_lite0"].tiling is None

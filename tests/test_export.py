@@ -262,3 +262,21 @@ def test_an_ir_traced_where_the_model_detects_nothing_detects_what_pytorch_does(
     assert 0 in [len(e[1]) for e in expected] and max(len(e[1]) for e in expected) > 0
     for mine, theirs in zip(found, expected):
         assert all(np.allclose(m, t, atol=1e-3) for m, t in zip(mine, theirs))
+
+
+def test_a_tiled_ir_gives_the_tiled_pytorch_models_results(exported):
+    """Tiling happens outside the graph, in the one inference path: the IR and PyTorch run the same tiles and the
+    same merge, so they agree on a large image as they do on one input."""
+    from pipelines.checkpoints import torch_predictor
+    from pipelines.inference import predict_image
+
+    graph, folder, rng = exported
+    pixels = rng.integers(0, 255, (150, 260, 3), dtype=np.uint8)
+    spec = InputSpec(size=96, tile_size=110, tile_overlap=0.2)
+    pytorch = predict_image(torch_predictor(graph), pixels, spec, 0.1)
+    ir = predict_image(OpenVinoPredictor(folder / "fp32" / "model.xml"), pixels, spec, 0.1)
+    untiled = predict_image(torch_predictor(graph), pixels, InputSpec(size=96), 0.1)
+    assert len(ir) == len(pytorch) > len(untiled) > 0
+    for mine, theirs in zip(ir, pytorch):
+        assert mine["category_id"] == theirs["category_id"] and abs(mine["score"] - theirs["score"]) < 1e-3
+        assert np.allclose(mine["bbox"], theirs["bbox"], atol=0.5)

@@ -110,3 +110,69 @@ def test_predict_tiled_runs_every_tile_and_the_whole_image():
     # The whole image's detection and the middle tile's are one object; the outer tiles' are apart.
     assert len(found) == 3 and all(r["image_id"] == 7 for r in found)
     assert sorted(r["bbox"][0] for r in found) == [45.0, 145.0, 245.0]
+
+
+def test_a_templates_tiling_reaches_its_input_spec_and_an_irs_copy():
+    from dataclasses import replace
+
+    from pipelines.inference import InputSpec, template_input
+    from tests.test_export import SPEC
+
+    tiled = template_input(replace(SPEC, tiling={"size": 64, "overlap": 0.25, "min_share": 0.5}))
+    assert (tiled.tile_size, tiled.tile_overlap) == (64, 0.25)
+    assert InputSpec.from_dict(tiled.to_dict()) == tiled
+    assert template_input(SPEC).tile_size == 0
+    with pytest.raises(ValueError, match="tiling auto is decided from the training split"):
+        template_input(replace(SPEC, tiling="auto"))
+
+
+def test_predict_image_with_a_tiled_spec_predicts_every_tile_and_the_whole_image():
+    from pipelines.inference import InputSpec, predict_image
+
+    shapes = []
+
+    def predictor(batch):
+        shapes.append(batch.shape)
+        return np.zeros((0, 4)), np.zeros(0), np.zeros(0), np.zeros((0, 28, 28))
+    assert predict_image(predictor, np.zeros((100, 300, 3), np.uint8), InputSpec(size=64, tile_size=100), 0.05) == []
+    assert len(shapes) == 4 and all(s == (1, 3, 64, 64) for s in shapes)
+
+
+def test_auto_tiling_is_decided_from_the_training_split(tmp_path):
+    import json
+    from dataclasses import replace
+
+    from pipelines.training import resolve_tiling
+    from tests.test_export import SPEC
+
+    def split(side: int, object_side: int) -> None:
+        (tmp_path / "train.json").write_text(json.dumps({
+            "images": [{"id": 1, "width": side * 2, "height": side, "file_name": "a.jpg"}],
+            "annotations": [{"id": 1, "image_id": 1, "iscrowd": 0, "area": object_side ** 2,
+                             "bbox": [0, 0, object_side, object_side]}]}))
+    logged = []
+    split(1024, 20)
+    small = resolve_tiling(replace(SPEC, tiling="auto"), tmp_path, logged.append)
+    assert small.tiling == {"size": 116, "overlap": 0.172, "min_share": 0.5}
+    split(375, 250)
+    assert resolve_tiling(replace(SPEC, tiling="auto"), tmp_path, logged.append).tiling is None
+    assert logged == ["tiling auto: tiles of 116 px overlapping by 17%",
+                      "tiling auto: none (the objects are large for their images)"]
+    assert resolve_tiling(SPEC, tmp_path) is SPEC  # nothing to decide
+
+
+def test_training_samples_are_the_images_and_their_tiles_that_hold_an_object(tmp_path):
+    from pipelines.inference import InputSpec
+    from pipelines.splits import TRAIN, split_file
+    from pipelines.tiling import Tiling
+    from pipelines.training import CocoInstances
+    from tests.conftest import prepared_wgisd
+
+    prepared = prepared_wgisd(tmp_path, 4, 2)
+    whole = CocoInstances(split_file(prepared, TRAIN), InputSpec(size=64), flip=False)
+    tiled = CocoInstances(split_file(prepared, TRAIN), InputSpec(size=64), flip=False, tiles=Tiling(48, 0.25))
+    assert len(tiled) > len(whole) and tiled.samples[:len(whole)] == whole.samples
+    for index in range(len(whole), len(tiled)):
+        image, target = tiled[index]
+        assert image.shape == (3, 64, 64) and len(target["boxes"]) == len(target["labels"]) == len(target["masks"])
+        assert (target["boxes"][:, 2:] <= 64).all()
