@@ -69,9 +69,11 @@ def keep_in_summary(live: Live, kept: dict) -> None:
 
 def main(args=None) -> None:
     args = parser().parse_args(args)
-    spec = load_params().templates[args.template]
     # Under torchrun every process trains; process 0 alone logs and writes the stage's outputs.
     primary = int(os.environ.get("RANK", 0)) == 0
+    # `tiling: auto` decided here from the training split, so that the recipe logged is the one trained.
+    spec = training.resolve_tiling(load_params().templates[args.template], args.data,
+                                   (lambda m: print(m, flush=True)) if primary else (lambda m: None))
     start = time.monotonic()
     if primary:
         print(f"training {args.template} ({spec.engine} engine, {spec.input_size}px, {spec.epochs} epochs, "

@@ -299,16 +299,24 @@ def area_at_input(sizes: np.ndarray, input_size: int, resize_mode: str) -> np.nd
 
 def small_at_input(stats: dict, recipes: dict, split: str = "test") -> pd.DataFrame:
     """template, input, dataset, small (% of the split's objects under COCO's small at the template's input),
-    small_original (% in the images as they are). `recipes`: template -> its recipe as trained."""
+    small_original (% in the images as they are). `recipes`: template -> its recipe as trained.
+    A tiled template sees an object at its size in a tile resized to the input (an image smaller than a tile is
+    seen whole)."""
     rows = []
     for template, recipe in recipes.items():
-        size, mode = recipe.get("input_size"), recipe.get("resize_mode", "letterbox")
+        size, mode, tiles = recipe.get("input_size"), recipe.get("resize_mode", "letterbox"), recipe.get("tiling")
         for dataset, data in stats.items():
             sizes = _sizes(data, split)
             if size is None or not len(sizes):
                 continue
-            rows.append({"template": template, "input": f"{size} px {mode}", "dataset": dataset,
-                         "small": 100 * np.mean(area_at_input(sizes, size, mode) < SMALL_AREA),
+            shown = area_at_input(sizes, size, mode)
+            if isinstance(tiles, dict):
+                tiled = sizes[:, 0] * (size / tiles["size"]) ** 2
+                shown = np.where(np.maximum(sizes[:, 1], sizes[:, 2]) > tiles["size"], tiled, shown)
+            rows.append({"template": template, "dataset": dataset,
+                         "input": f"{size} px {mode}" + (f" on {tiles['size']} px tiles" if isinstance(tiles, dict)
+                                                         else ""),
+                         "small": 100 * np.mean(shown < SMALL_AREA),
                          "small_original": 100 * np.mean(sizes[:, 0] < SMALL_AREA)})
     return pd.DataFrame(rows, columns=["template", "input", "dataset", "small", "small_original"])
 

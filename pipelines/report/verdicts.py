@@ -148,8 +148,9 @@ HINTS = {
     "both": "objects found with the wrong class and a poor mask at once: more images per class and a larger input",
     "duplicate": "objects detected twice: a lower NMS IoU threshold",
     "background": "detections on nothing: a higher score threshold, or more background in the training images",
-    "missed_small": "objects not detected at all, most of them small (under 32 x 32 px): a larger input size (the "
-                    "Datasets section shows how small each template's input makes the test objects)",
+    "missed_small": "objects not detected at all, most of them small (under 32 x 32 px): a larger input size or "
+                    "tiling (`dvc exp run -S templates.{other}.tiling=auto`, then `make compare`; the Datasets "
+                    "section shows how small each template's input makes the test objects)",
     "missed": "objects not detected at all: more proposals (RPN), more epochs, or anchors that fit their sizes",
 }
 WHY_LINE = ("- {dataset}: `{other}` is {gap:.1f} points of segm mAP behind `{best}`; {because}")
@@ -159,10 +160,10 @@ NOTHING_CLEAR = ("no error type separates them beyond both noises (the largest: 
                  "[{low:.1f}, {high:.1f}]).")
 
 
-def _hint(error: str, counts) -> str:
+def _hint(error: str, counts, other: str) -> str:
     if error == "missed" and counts is not None:
         small, total = counts.loc["missed", "small"], counts.loc["missed", "all"]
-        return HINTS["missed_small"] if total and small / total > 0.5 else HINTS["missed"]
+        return HINTS["missed_small"].format(other=other) if total and small / total > 0.5 else HINTS["missed"]
     return HINTS[error]
 
 
@@ -174,7 +175,7 @@ def why(separating: pd.DataFrame, counts: dict) -> list:
         values = dict(error=row.error, difference=row.difference, low=row.low, high=row.high, other=row.other,
                       best=row.best)
         found = counts.get((row.other, row.dataset), {}).get("counts")
-        because = SEPARATES.format(**values, hint=_hint(row.error, found)) if row.distinguishable \
+        because = SEPARATES.format(**values, hint=_hint(row.error, found, row.other)) if row.distinguishable \
             else NOTHING_CLEAR.format(**values)
         lines.append(WHY_LINE.format(dataset=row.dataset, other=row.other, best=row.best, gap=row.gap,
                                      because=because))
@@ -185,7 +186,8 @@ def why(separating: pd.DataFrame, counts: dict) -> list:
 TOO_SMALL_SHARE = 25.0
 TOO_SMALL = ("- `{template}` sees {small:.0f}% of the test objects of {dataset} under 32 x 32 pixels (COCO's small) at its "
              "{input} input, against {small_original:.0f}% in the images as they are: objects that small are hard to "
-             "find and to outline, and a larger input size may help.")
+             "find and to outline; a larger input size or tiling may help (`dvc exp run -S "
+             "templates.{template}.tiling=auto`).")
 
 
 def too_small(shares: pd.DataFrame) -> list:

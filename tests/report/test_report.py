@@ -279,3 +279,16 @@ def test_object_sizes_and_what_each_templates_input_makes_of_them(metrics, tmp_p
     assert table_row(markdown, "Object sizes", "slow")[1:] == ["480 px stretch", "0.0"]  # 40 * 480/400 x 40 * 480/200
     assert ("- `fast` sees 75% of the test objects of pets under 32 x 32 pixels (COCO's small) at its 224 px keep_ratio "
             "input, against 0% in the images as they are") in markdown and "`slow` sees" not in markdown
+
+
+def test_a_tiled_template_sees_objects_at_their_size_in_a_tile():
+    """The same 40 x 40 px objects in 400 x 200 images: a 224 px input on 200 px tiles shows them at 45 px (not
+    small), where the whole image at 224 px shows them at 22 px; an image no larger than a tile is seen whole."""
+    from pipelines.report import tables
+
+    stats = {"pets": {"splits": {"test": {"object_sizes": [[1600, 400, 200]] * 3 + [[1600, 150, 100]]}}}}
+    recipes = {"tiled": {"input_size": 224, "resize_mode": "keep_ratio", "tiling": {"size": 200, "overlap": 0.2}},
+               "whole": {"input_size": 224, "resize_mode": "keep_ratio", "tiling": None}}
+    shares = tables.small_at_input(stats, recipes).set_index("template")
+    assert shares.loc["tiled", "input"] == "224 px keep_ratio on 200 px tiles" and shares.loc["tiled", "small"] == 0
+    assert shares.loc["whole", "input"] == "224 px keep_ratio" and shares.loc["whole", "small"] == 75
