@@ -44,7 +44,8 @@ def dataset(name, **values):
 
 def test_the_projects_params_load():
     params = load_params(ROOT / "params.yaml")
-    assert params.run_templates == ["tv_lite0", "mmdet_lite0"] and params.run_seeds == [0, 1]
+    assert params.run_templates == ["tv_lite0", "tv_lite2", "mmdet_lite0"] and params.run_seeds == [0, 1]
+    assert params.run_datasets == ["cityscapes", "pets", "wgisd_5"]
     assert all(params.templates[t].pretrained == "imagenet" for t in params.run_templates)
 
 
@@ -110,8 +111,8 @@ def test_the_projects_params_load():
      "run.templates is ['tv_lite0']: a mapping of every engine (mmdet, torchvision) to the templates it runs, [] for "
      "none, e.g. `mmdet: [mmdet_lite0]`"),
     (lambda p: p["run"]["templates"].pop("mmdet"),
-     "run.templates is {'torchvision': ['tv_lite0']}: a mapping of every engine (mmdet, torchvision) to the templates "
-     "it runs, [] for none, e.g. `mmdet: [mmdet_lite0]`"),
+     "run.templates is {'torchvision': ['tv_lite0', 'tv_lite2']}: a mapping of every engine (mmdet, torchvision) to "
+     "the templates it runs, [] for none, e.g. `mmdet: [mmdet_lite0]`"),
     (lambda p: p["run"]["templates"].update(mmdet=["nope"]),
      "run.templates.mmdet names 'nope', which templates does not define"),
     (lambda p: p["run"]["templates"].update(mmdet=["mmdet_lite"]),
@@ -201,7 +202,7 @@ def test_an_exponent_without_a_dot_is_a_number_as_dvc_reads_it(tmp_path):
 
 def test_an_engine_with_no_templates_selected_is_an_empty_list(tmp_path):
     params = load_params(edited(tmp_path, lambda p: p["run"]["templates"].update(mmdet=[])))
-    assert params.run_templates == ["tv_lite0"]
+    assert params.run_templates == ["tv_lite0", "tv_lite2"]
 
 
 def test_a_params_error_is_a_value_error_and_a_user_error():

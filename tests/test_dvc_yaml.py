@@ -241,7 +241,7 @@ def cell_path_problems(root: Path) -> list:
             declared.setdefault(verb, []).append(({p for p in paths if p.parts[0] in ("data", "models")},
                                                   {Path(o.def_path) for o in stage.outs}))
     expected = {}
-    for cell in cells.selected(params.run_templates, list(params.datasets), params.run_seeds):
+    for cell in cells.selected(params.run_templates, params.run_datasets, params.run_seeds):
         for verb, pair in expected_cell_paths(cell, params.export["precisions"]).items():
             expected.setdefault(verb, []).append(pair)
     key = lambda pairs: sorted((sorted(map(str, d)), sorted(map(str, o))) for d, o in pairs)  # noqa: E731
