@@ -59,15 +59,17 @@ def segm_bars(scores: pd.DataFrame, path: Path) -> None:
 
 def tradeoff_scatter(tradeoff: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
-    known = tradeoff.dropna(subset=["accuracy", "latency_ms"])
-    for row in known.itertuples():
+    known = tradeoff.dropna(subset=["accuracy", "latency_ms"]).sort_values("latency_ms")
+    for i, row in enumerate(known.itertuples()):
         on_front = bool(row.pareto)
         if not pd.isna(row.low):
             ax.errorbar(row.latency_ms, row.accuracy, capsize=3, color="tab:gray", linewidth=1,
                         yerr=[[max(0.0, row.accuracy - row.low)], [max(0.0, row.high - row.accuracy)]])
         ax.scatter(row.latency_ms, row.accuracy, s=60, marker="o" if on_front else "x",
                    color="tab:red" if on_front else "tab:gray")
-        ax.annotate(row.template, (row.latency_ms, row.accuracy), textcoords="offset points", xytext=(5, 5))
+        # Labels of neighbours in latency alternate above and below their point, so that close ones do not overlap.
+        ax.annotate(row.template, (row.latency_ms, row.accuracy), textcoords="offset points",
+                    xytext=(5, 5 if i % 2 == 0 else -13))
     front = known[known["pareto"]].sort_values("latency_ms")
     ax.plot(front["latency_ms"], front["accuracy"], color="tab:red", linewidth=1, label="Pareto front")
     ax.set_xlabel("batch-1 latency on this CPU, ms (OpenVINO FP32)")
