@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pycocotools.mask as mask_utils
 from PIL import Image, ImageOps
 
 from pipelines import tiling
@@ -155,8 +154,7 @@ def postprocess(outputs, scale: tuple, height: int, width: int, image_id: int, s
     results = []
     for box, score, label, probabilities in zip(boxes, scores, labels, masks):
         mask = paste_mask(probabilities, box, height, width) >= MASK_THRESHOLD
-        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-        rle["counts"] = rle["counts"].decode("ascii")
+        rle = tiling.encoded(mask)
         x0, y0, x1, y1 = (float(v) for v in box)
         results.append({"image_id": image_id, "category_id": int(label), "score": float(score),
                         "bbox": [x0, y0, x1 - x0, y1 - y0], "segmentation": rle})

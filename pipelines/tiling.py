@@ -76,7 +76,8 @@ def _mask(segmentation, height: int, width: int) -> np.ndarray:
     return mask_utils.decode(rle)
 
 
-def _encoded(mask: np.ndarray) -> dict:
+def encoded(mask: np.ndarray) -> dict:
+    """A binary mask as COCO's compressed RLE, its counts a string (JSON-ready), as COCO results hold it."""
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     rle["counts"] = rle["counts"].decode("ascii")
     return rle
@@ -96,7 +97,7 @@ def crop_objects(annotations: list, height: int, width: int, box: tuple, min_sha
                 continue
             ys, xs = np.nonzero(inside)
             fitted = [float(xs.min()), float(ys.min()), float(xs.max() + 1 - xs.min()), float(ys.max() + 1 - ys.min())]
-            kept.append({**annotation, "segmentation": _encoded(inside), "bbox": fitted, "area": float(inside.sum())})
+            kept.append({**annotation, "segmentation": encoded(inside), "bbox": fitted, "area": float(inside.sum())})
         else:
             bx, by, bw, bh = annotation["bbox"]
             cx0, cy0, cx1, cy1 = max(bx, x0), max(by, y0), min(bx + bw, x1), min(by + bh, y1)
@@ -116,7 +117,7 @@ def shifted(results: list, box: tuple, height: int, width: int) -> list:
         canvas = np.zeros((height, width), np.uint8)
         canvas[y0:y1, x0:x1] = mask_utils.decode(result["segmentation"])
         bx, by, bw, bh = result["bbox"]
-        moved.append({**result, "bbox": [bx + x0, by + y0, bw, bh], "segmentation": _encoded(canvas)})
+        moved.append({**result, "bbox": [bx + x0, by + y0, bw, bh], "segmentation": encoded(canvas)})
     return moved
 
 
