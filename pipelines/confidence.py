@@ -46,13 +46,24 @@ class Matches:
     classes: list         # ClassMatches per category, in category id order
 
 
+# COCO's object sizes (COCOeval's Params.areaRng): an object counts in a size when its area lies in the range.
+AREAS = {"all": (0, 1e10), "small": (0, 32 ** 2), "medium": (32 ** 2, 96 ** 2), "large": (96 ** 2, 1e10)}
+SIZES = ("small", "medium", "large")
+
+
 def match(split_json: Path, results: list, iou_type: str) -> Matches:
     """Runs pycocotools' per-image matching of `results` (COCO result dicts) on `split_json`."""
+    return match_sizes(split_json, results, iou_type, ("all",))["all"]
+
+
+def match_sizes(split_json: Path, results: list, iou_type: str, areas=tuple(AREAS)) -> dict:
+    """`{area: Matches}` for each of COCO's `areas` (AREAS' keys), from one run of pycocotools' matching: in a size
+    range, objects outside it are ignored and so are unmatched detections outside it, as COCO's AP small is."""
     with contextlib.redirect_stdout(io.StringIO()):
         ground_truth = COCO(str(split_json))
     image_ids, category_ids = sorted(ground_truth.getImgIds()), sorted(ground_truth.getCatIds())
-    n, thresholds = len(image_ids), len(IOU_THRESHOLDS)
-    evaluated = [None] * (n * len(category_ids))
+    n, ranges = len(image_ids), [list(AREAS[a]) for a in areas]
+    evaluated = [None] * (n * len(category_ids) * len(ranges))
     if results:
         # As pipelines.evaluation does: segm results without their box, so areas come from the masks.
         scored = [{k: v for k, v in r.items() if not (iou_type == "segm" and k == "bbox")} for r in results]
@@ -60,31 +71,39 @@ def match(split_json: Path, results: list, iou_type: str) -> Matches:
             evaluator = COCOeval(ground_truth, ground_truth.loadRes(scored), iou_type)
             settings = evaluator.params
             settings.imgIds, settings.catIds = image_ids, category_ids
-            settings.areaRng, settings.areaRngLbl, settings.maxDets = [[0, 1e10]], ["all"], [100]
+            settings.areaRng, settings.areaRngLbl, settings.maxDets = ranges, list(areas), [100]
             evaluator.evaluate()
-        evaluated = evaluator.evalImgs  # class-major, then image
-    classes = []
-    for k, category in enumerate(category_ids):
-        crowd_free = [len(ground_truth.getAnnIds(imgIds=[i], catIds=[category], iscrowd=False)) for i in image_ids]
-        images, scores, matched, ignored = [], [], [], []
-        for i in range(n):
-            found = evaluated[k * n + i]
-            if found is None or not len(found["dtScores"]):
-                continue
-            images.append(np.full(len(found["dtScores"]), i))
-            scores.append(np.asarray(found["dtScores"], float))
-            matched.append(np.asarray(found["dtMatches"]) > 0)
-            ignored.append(np.asarray(found["dtIgnore"], bool))
-        if images:
-            score = np.concatenate(scores)
-            order = np.argsort(-score, kind="mergesort")  # pycocotools' order, ties by image
-            hit, skip = np.concatenate(matched, axis=1)[:, order], np.concatenate(ignored, axis=1)[:, order]
-            classes.append(ClassMatches(np.concatenate(images)[order], score[order], hit & ~skip, ~hit & ~skip,
-                                        np.asarray(crowd_free)))
-        else:
-            empty = np.zeros((thresholds, 0), bool)
-            classes.append(ClassMatches(np.zeros(0, int), np.zeros(0), empty, empty, np.asarray(crowd_free)))
-    return Matches(n, classes)
+        evaluated = evaluator.evalImgs  # class-major, then area range, then image
+    found = {}
+    for a, (area, (low, high)) in enumerate(zip(areas, ranges)):
+        classes = []
+        for k, category in enumerate(category_ids):
+            counted = [sum(1 for g in ground_truth.loadAnns(ground_truth.getAnnIds(imgIds=[i], catIds=[category]))
+                           if not g["iscrowd"] and low <= g["area"] <= high) for i in image_ids]
+            offset = (k * len(ranges) + a) * n
+            classes.append(_class_matches([evaluated[offset + i] for i in range(n)], counted))
+        found[area] = Matches(n, classes)
+    return found
+
+
+def _class_matches(per_image: list, counted: list) -> ClassMatches:
+    """One class's ClassMatches from pycocotools' evalImgs of each image (None: nothing there) and the objects
+    that count in each image."""
+    images, scores, matched, ignored = [], [], [], []
+    for i, found in enumerate(per_image):
+        if found is None or not len(found["dtScores"]):
+            continue
+        images.append(np.full(len(found["dtScores"]), i))
+        scores.append(np.asarray(found["dtScores"], float))
+        matched.append(np.asarray(found["dtMatches"]) > 0)
+        ignored.append(np.asarray(found["dtIgnore"], bool))
+    if not images:
+        empty = np.zeros((len(IOU_THRESHOLDS), 0), bool)
+        return ClassMatches(np.zeros(0, int), np.zeros(0), empty, empty, np.asarray(counted))
+    score = np.concatenate(scores)
+    order = np.argsort(-score, kind="mergesort")  # pycocotools' order, ties by image
+    hit, skip = np.concatenate(matched, axis=1)[:, order], np.concatenate(ignored, axis=1)[:, order]
+    return ClassMatches(np.concatenate(images)[order], score[order], hit & ~skip, ~hit & ~skip, np.asarray(counted))
 
 
 def resample_weights(image_count: int, resamples: int, seed: int) -> np.ndarray:
@@ -163,23 +182,32 @@ def win_share(differences: np.ndarray) -> float:
     return float(np.mean(differences > 0) + 0.5 * np.mean(differences == 0))
 
 
+def test_matches(split_json: Path, results: list) -> dict:
+    """The matches behind every metric with an interval: `{segm_map, segm_map_small, segm_map_medium,
+    segm_map_large, bbox_map: Matches}` (AP by COCO's object sizes for masks only)."""
+    segm = match_sizes(split_json, results, "segm")
+    return {"segm_map": segm["all"], **{f"segm_map_{size}": segm[size] for size in SIZES},
+            "bbox_map": match(split_json, results, "bbox")}
+
+
 def bootstrap(split_json: Path, results: list, resamples: int, seed: int) -> tuple[dict, dict]:
-    """Intervals of segm and bbox mAP on a split and the replicates behind them (see `intervals`)."""
-    return intervals({t: match(split_json, results, t) for t in ("segm", "bbox")}, resamples, seed)
+    """Intervals of every metric of `test_matches` on a split and the replicates behind them (see `intervals`)."""
+    return intervals(test_matches(split_json, results), resamples, seed)
 
 
 def intervals(matches: dict, resamples: int, seed: int) -> tuple[dict, dict]:
-    """Intervals of mAP per IoU type of `matches` ({"segm": Matches, "bbox": Matches}) and their replicates.
+    """Intervals of the mAPs of `matches` (`{metric: Matches}`, e.g. segm_map, bbox_map) and their replicates.
 
-    Returns `({segm_map_low, segm_map_high, bbox_map_low, bbox_map_high}, {segm_map: [...], bbox_map: [...]})`;
-    the replicates are rounded to 1e-4 so that the files they are written to are the same on every machine.
+    Returns `({<metric>_low, <metric>_high, ...}, {<metric>: [...], ...})`; a resample with no object of a metric's
+    size scores None (COCO's -1) and the interval is taken over the others. The replicates are rounded to 1e-4 so
+    that the files they are written to are the same on every machine.
     """
     fields, replicates = {}, {}
-    for iou_type, found in matches.items():
+    for metric, found in matches.items():
         values = np.round(mean_average_precision(found, resample_weights(found.image_count, resamples, seed)), 4)
         low, high = interval(values) if np.isfinite(values).any() else (None, None)
-        fields.update({f"{iou_type}_map_low": low, f"{iou_type}_map_high": high})
-        replicates[f"{iou_type}_map"] = [None if np.isnan(v) else float(v) for v in values]
+        fields.update({f"{metric}_low": low, f"{metric}_high": high})
+        replicates[metric] = [None if np.isnan(v) else float(v) for v in values]
     return fields, replicates
 
 

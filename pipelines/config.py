@@ -279,6 +279,7 @@ SCHEMA = Section({
     "speed": Section({"warmup": whole(0), "repeats": whole(1), "throughput_seconds": POSITIVE}),
     "confidence": Section({"resamples": whole(20), "seed": whole(0)}),
     "demo": Section({"seed": whole(0), "cityscapes": Section({"train": whole(1), "val": whole(1)}),
+                     "cityscapes_small": Section({"train": whole(1), "val": whole(1)}),
                      "pets": Section({"trainval": whole(1), "test": whole(1)}),
                      "wgisd": Section({"train": whole(1), "test": whole(1)})}),
     "fetch": Rule("a mapping of folder names to lists of archives, each with a url",  # pipelines/datasets/fetch.py

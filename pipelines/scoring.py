@@ -19,7 +19,7 @@ from pipelines.speed import latency
 class Scored:
     metrics: dict          # flat: segm_map, segm_map_low, ..., deploy_f1, latency_ms
     per_class: dict        # class name -> segm_ap, segm_ap50, bbox_ap, bbox_ap50
-    replicates: dict       # segm_map, bbox_map: the bootstrap replicates
+    replicates: dict       # segm_map (and by object size: segm_map_small, ...), bbox_map: bootstrap replicates
     errors: dict           # pipelines.tide.analyse: dAPs with intervals and replicates, counts, confusion, areas
     results: list          # the test split's COCO results
 
@@ -30,10 +30,10 @@ def score(predictor, input_spec, score_threshold: float, test_json: Path, val_js
     results = predict_split(predictor, test_json, input_spec, score_threshold)
     val_results = predict_split(predictor, val_json, input_spec, score_threshold)
     metrics, per_class = evaluate(test_json, results)
-    matches = {t: confidence.match(test_json, results, t) for t in ("segm", "bbox")}
+    matches = confidence.test_matches(test_json, results)
     bounds, replicates = confidence.intervals(matches, **confidence_params)
     metrics.update(bounds)
-    metrics.update(confidence.deploy_scores(confidence.match(val_json, val_results, "segm"), matches["segm"]))
+    metrics.update(confidence.deploy_scores(confidence.match(val_json, val_results, "segm"), matches["segm_map"]))
     found = tide.analyse(test_json, results, metrics["deploy_threshold"], **confidence_params)
     (first,) = split_inputs(test_json, input_spec, 1)
     seconds = latency(predictor, first, speed["warmup"], speed["repeats"])

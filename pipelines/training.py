@@ -433,7 +433,7 @@ def _validate(training: Training, data_dir: Path, world: int, rank: int) -> dict
         results = inference.predict_split(checkpoints.torch_predictor(graph, training.device), split,
                                           inference.template_input(training.spec), training.spec.score_threshold)
         val = coco_metrics(split, results)
-        _, replicates = confidence.intervals({"segm": confidence.match(split, results, "segm")},
+        _, replicates = confidence.intervals({"segm_map": confidence.match(split, results, "segm")},
                                              VALIDATION_RESAMPLES, VALIDATION_SEED)
         val["segm_replicates"] = replicates["segm_map"]
     if world > 1:

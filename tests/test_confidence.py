@@ -43,6 +43,47 @@ def test_weights_of_one_give_the_evaluators_map(case, iou_type):
     assert confidence.mean_average_precision(matches, np.ones((1, 20)))[0] == pytest.approx(expected, abs=1e-9)
 
 
+def sized_split(path, images: int, seed: int):
+    """128 x 128 images with squares of 10 to 60 px (COCO's small and medium, one large) and jittered, randomly
+    scored predictions; returns the split path and the results."""
+    rng = np.random.default_rng(seed)
+    entries, anns, results = [], [], []
+    for image_id in range(1, images + 1):
+        entries.append({"id": image_id, "file_name": f"{image_id}.jpg", "height": 128, "width": 128})
+        sides = [int(v) for v in rng.integers(10, 61, size=int(rng.integers(1, 4)))] + ([100] if image_id == 1 else [])
+        for side in sides:
+            x, y = (int(v) for v in rng.integers(0, 128 - side + 1, size=2))
+            mask = np.zeros((128, 128), bool)
+            mask[y:y + side, x:x + side] = True
+            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": 1, "segmentation": rle(mask),
+                         "area": float(mask.sum()), "bbox": [x, y, side, side], "iscrowd": 0})
+            shift = int(rng.integers(-side // 4, side // 4 + 1))
+            pred = np.zeros((128, 128), bool)
+            pred[y:y + side, max(0, x + shift):x + shift + side] = True
+            results.append({"image_id": image_id, "category_id": 1, "score": float(rng.random()),
+                            "segmentation": rle(pred), "bbox": [float(max(0, x + shift)), float(y), float(side),
+                                                                float(side)]})
+    path.write_text(json.dumps({"images": entries, "annotations": anns, "categories": [{"id": 1, "name": "a"}]}))
+    return path, results
+
+
+def test_ap_by_object_size_with_weights_of_one_gives_the_evaluators(tmp_path):
+    """AP small / medium / large as COCO's summary computes them (objects and unmatched detections outside a size
+    ignored), and the replicates of the bootstrap per size."""
+    split, results = sized_split(tmp_path / "sized.json", 30, seed=3)
+    expected = coco_metrics(split, json.loads(json.dumps(results)))
+    found = confidence.match_sizes(split, results, "segm")
+    for size in ("all",) + confidence.SIZES:
+        name = "segm_map" if size == "all" else f"segm_map_{size}"
+        assert confidence.mean_average_precision(found[size], np.ones((1, 30)))[0] == pytest.approx(expected[name],
+                                                                                                   abs=1e-9), size
+    fields, replicates = confidence.bootstrap(split, results, resamples=50, seed=0)
+    assert set(replicates) == {"segm_map", "segm_map_small", "segm_map_medium", "segm_map_large", "bbox_map"}
+    assert fields["segm_map_small_low"] <= expected["segm_map_small"] <= fields["segm_map_small_high"]
+    # One large object, in image 1: a resample without that image has nothing large to score (None, COCO's -1).
+    assert None in replicates["segm_map_large"] and fields["segm_map_large_low"] is not None
+
+
 def test_a_resample_scores_like_the_split_with_its_images_repeated(case, tmp_path):
     """Re-weighting is exact: an image drawn k times counts like k copies of it in a split of their own."""
     split, results = case
@@ -68,8 +109,12 @@ def test_a_perfect_predictor_is_sure(case):
               "segmentation": a["segmentation"], "bbox": a["bbox"]}
              for a in json.loads(split.read_text())["annotations"] if not a["iscrowd"]]
     fields, replicates = confidence.bootstrap(split, truth, resamples=200, seed=0)
-    assert fields == {"segm_map_low": 100.0, "segm_map_high": 100.0, "bbox_map_low": 100.0, "bbox_map_high": 100.0}
-    assert set(replicates["segm_map"]) == {100.0}
+    # The squares are all small (under 32 x 32 px): medium and large have nothing to score.
+    assert fields == {"segm_map_low": 100.0, "segm_map_high": 100.0, "bbox_map_low": 100.0, "bbox_map_high": 100.0,
+                      "segm_map_small_low": 100.0, "segm_map_small_high": 100.0, "segm_map_medium_low": None,
+                      "segm_map_medium_high": None, "segm_map_large_low": None, "segm_map_large_high": None}
+    assert set(replicates["segm_map"]) == set(replicates["segm_map_small"]) == {100.0}
+    assert set(replicates["segm_map_large"]) == {None}
 
 
 def test_same_params_same_intervals_bit_for_bit(case):

@@ -40,8 +40,16 @@ WGISD_VARIETIES = {"CDY": ((200, 210, 90), 4), "CFR": ((120, 30, 60), 5), "CSV":
                    "SVB": ((150, 220, 120), 6), "SYH": ((90, 20, 120), 4)}
 
 
-def make_cityscapes(root: Path, n_train: int, n_val: int, seed: int, size=(256, 128)) -> None:
-    """leftImg8bit/<split>/<city>/*_leftImg8bit.png and gtFine/<split>/<city>/*_gtFine_{instanceIds,labelIds}.png."""
+# The small-object demo (`make_cityscapes(..., **SMALL_OBJECTS)`): frames three times the default's sides with
+# objects no larger, so that a template's input shrinks most of them under COCO's small (the case of real
+# Cityscapes frames seen at 480 px, where a pedestrian becomes a few pixels) and tiling has something to win.
+SMALL_OBJECTS = {"size": (768, 384), "sides": (16, 40), "objects": (6, 14)}
+
+
+def make_cityscapes(root: Path, n_train: int, n_val: int, seed: int, size=(256, 128), sides=(18, 44),
+                    objects=(2, 6)) -> None:
+    """leftImg8bit/<split>/<city>/*_leftImg8bit.png and gtFine/<split>/<city>/*_gtFine_{instanceIds,labelIds}.png:
+    `size` (width, height) frames, each with `objects` (a range) objects of `sides` px (a range)."""
     rng = np.random.default_rng(seed)
     width, height = size
     for split, count, city in (("train", n_train, "aachen"), ("val", n_val, "frankfurt")):
@@ -54,9 +62,9 @@ def make_cityscapes(root: Path, n_train: int, n_val: int, seed: int, size=(256, 
             ids[height // 2:] = CITYSCAPES_ROAD
             taken, next_instance = [], {}
             label_ids = list(EVALUATED_CLASSES) + [29]
-            for _ in range(int(rng.integers(2, 6))):
+            for _ in range(int(rng.integers(*objects))):
                 label_id = int(rng.choice(label_ids))
-                box = shapes.random_box(rng, height, width, 18, 44, taken)
+                box = shapes.random_box(rng, height, width, *sides, taken)
                 if box is None:
                     continue
                 taken.append(box)
