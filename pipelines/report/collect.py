@@ -45,7 +45,8 @@ def long_table(metrics_dir: Path, selected: list, runtimes: list) -> pd.DataFram
 def measured(metrics_dir: Path, templates: list, datasets: list, seeds: list, runtime: str, value: str,
              read: Callable[[Path], dict] = _read) -> dict:
     """`{(template, dataset): comparison.Measured}` of `value` (segm_map, bbox_map) for one runtime: each seed's point
-    and bootstrap replicates. A template x dataset with any seed's files missing is left out. `read`: a JSON file's
+    and bootstrap replicates. A template x dataset with any seed's files missing, or its value None (AP large where
+    the test split holds nothing large), is left out. `read`: a JSON file's
     contents, {} where it is missing (pipelines.experiments reads another revision's through DVC)."""
     found = {}
     for template in templates:
@@ -53,7 +54,7 @@ def measured(metrics_dir: Path, templates: list, datasets: list, seeds: list, ru
             runs = [Cell(template, dataset, s) for s in seeds]
             results = [read(c.results(runtime, metrics_dir)) for c in runs]
             replicates = [read(c.replicates(runtime, metrics_dir)) for c in runs]
-            if all(value in r for r in results) and all(value in r for r in replicates):
+            if all(r.get(value) is not None for r in results) and all(value in r for r in replicates):
                 found[(template, dataset)] = Measured(np.array([r[value] for r in results], float),
                                                       np.array([r[value] for r in replicates], float))
     return found

@@ -34,6 +34,7 @@ class Inputs:
     selected: list                 # the cells (pipelines.cells.Cell)
     metrics_dir: Path
     target: Comparison             # test segm mAP at the deployment target (the IR at deploy.precision)
+    sizes: dict                    # object size (small, medium, large) -> Comparison of that segm AP (PyTorch)
     decision: Decision             # the one recommendation every section prints (pipelines.decision)
 
 
@@ -53,6 +54,29 @@ def results_sections(inputs: Inputs, epochs: pd.DataFrame) -> dict:
         "noise_table": text.markdown(text.noise_table(segm.noise_table()), floatfmt=".2f"),
         "ranks_table": text.markdown(text.ranks_table(segm.ranks_table()), floatfmt=".2f"),
         "pairs_table": text.markdown(text.pairs_table(segm.pairs_table(), segm.training_measured), floatfmt=".3f"),
+    }
+
+
+def size_sections(inputs: Inputs) -> dict:
+    """The placeholders of the AP-by-object-size section: per dataset and template, segm mAP and AP small / medium
+    / large with both noises' intervals beside the latency (side by side at the target where timed, else the
+    cell's own), and the best AP small against each other template."""
+    cell_latency = tables.latency(inputs.long)
+    latency = {(t, d): cell_latency.loc[t, d] for t in cell_latency.index for d in cell_latency.columns}
+    if inputs.decision.speeds is not None:
+        for template in inputs.segm.templates:
+            for dataset in inputs.segm.datasets:
+                median = inputs.decision.speeds.latency(template, dataset)[0]
+                if not pd.isna(median):
+                    latency[(template, dataset)] = median
+    rows = tables.by_size(inputs.long, inputs.segm, inputs.sizes)
+    small = inputs.sizes.get("small")
+    pairs = tables.small_differences(small) if small is not None else pd.DataFrame()
+    return {
+        "size_table": text.markdown(text.size_table(rows, latency)) if len(rows) else "No evaluation yet.",
+        "small_pairs": text.markdown(text.difference_table(pairs, "AP small", small.training_measured),
+                                     floatfmt=".3f") if len(pairs) else
+        "Only one template has AP small measured on each dataset: nothing to compare.",
     }
 
 
@@ -188,7 +212,8 @@ def build(inputs: Inputs) -> tuple[dict, dict, dict]:
     scores = tables.scores(inputs.long, inputs.segm)
     predictions, picture_files = pictures(inputs)
     errors_values, error_files = why_sections(inputs, inputs.decision.template)
-    values = {**results_sections(inputs, epochs), **runtime_sections(inputs, tradeoff), **data_sections(inputs),
+    values = {**results_sections(inputs, epochs), **size_sections(inputs), **runtime_sections(inputs, tradeoff),
+              **data_sections(inputs),
               **errors_values, "predictions": predictions}
     markdown = string.Template(TEMPLATE.read_text()).substitute(values)
     data = plots.plot_data(tradeoff, scores, epochs)

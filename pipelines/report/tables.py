@@ -47,6 +47,27 @@ def scores(long: pd.DataFrame, compared: Comparison, value: str = "segm_map") ->
     return pd.DataFrame(rows)
 
 
+def by_size(long: pd.DataFrame, segm: Comparison, sizes: dict) -> pd.DataFrame:
+    """template, dataset, size (all and each of `sizes`' keys: small, medium, large), point, seed_std, low, high:
+    segm mAP and AP by COCO's object sizes (`sizes`: size -> Comparison of segm_map_<size>) per dataset."""
+    frames = [scores(long, segm).assign(size="all")]
+    frames += [scores(long, compared, f"segm_map_{size}").assign(size=size) for size, compared in sizes.items()
+               if f"segm_map_{size}" in long]
+    table = pd.concat(frames, ignore_index=True).rename(columns={"column": "dataset"})
+    return table[table["dataset"] != "average"].reset_index(drop=True)
+
+
+def small_differences(small: Comparison) -> pd.DataFrame:
+    """Per dataset, the template with the best AP small against each other one: dataset, A, B, difference, low,
+    high, p_better (paired, both noises)."""
+    rows = []
+    for dataset in small.datasets:
+        best, _ = small.group_of_best(dataset)
+        for other in (t for t in small.templates if best and t != best and not pd.isna(small.point(t, dataset))):
+            rows.append({"dataset": dataset, "A": best, "B": other, **small.difference(best, other, dataset)})
+    return pd.DataFrame(rows, columns=["dataset", "A", "B", "difference", "low", "high", "p_better"])
+
+
 def complexity(long: pd.DataFrame) -> pd.DataFrame:
     """template, gflops, params_m: the PyTorch model's, averaged over datasets (class counts change the heads)."""
     return runtime_rows(long).groupby("template", sort=False)[["gflops", "params_m"]].mean().reset_index()

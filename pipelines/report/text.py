@@ -132,6 +132,26 @@ def ranking_table(changes: pd.DataFrame, label: str) -> pd.DataFrame:
                          "reversed beyond both noises": yes_no(changes["distinguishable"])})
 
 
+SIZE_COLUMNS = {"all": "segm mAP", "small": "AP small", "medium": "AP medium", "large": "AP large"}
+
+
+def size_table(rows: pd.DataFrame, latency: dict) -> pd.DataFrame:
+    """dataset, template, segm mAP and AP small / medium / large ('point ± std [low, high]'; '-' where the test
+    split has no object of that size), latency in ms (`latency`: (template, dataset) -> ms)."""
+    shown = rows.assign(text=[with_interval(r.point, r.low, r.high, r.seed_std) or "-" for r in rows.itertuples()])
+    table = shown.pivot_table(index=["dataset", "template"], columns="size", values="text", aggfunc="first",
+                              sort=False).reindex(columns=list(SIZE_COLUMNS)).fillna("-")
+    table["latency, ms"] = [number(latency.get((t, d)), 2) for d, t in table.index]
+    return table.rename(columns=SIZE_COLUMNS).reset_index()
+
+
+def difference_table(pairs: pd.DataFrame, label: str, training_measured: bool) -> pd.DataFrame:
+    """dataset, A, B, '<label>, A - B [95%]', P(A > B), distinguishable (beyond both noises, or the test images'
+    alone when no training noise was measured)."""
+    table = pairs_table(pairs, training_measured)
+    return table.rename(columns={"A - B [95%]": f"{label}, A - B [95%]"})
+
+
 def object_sizes_table(sizes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"dataset": sizes["dataset"], "split": sizes["split"], "objects": sizes["objects"],
                          "side, px: 10% / median / 90%": [f"{r.side_p10:.0f} / {r.side_median:.0f} / {r.side_p90:.0f}"
