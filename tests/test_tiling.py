@@ -176,3 +176,27 @@ def test_training_samples_are_the_images_and_their_tiles_that_hold_an_object(tmp
         image, target = tiled[index]
         assert image.shape == (3, 64, 64) and len(target["boxes"]) == len(target["labels"]) == len(target["masks"])
         assert (target["boxes"][:, 2:] <= 64).all()
+
+
+def test_auto_tiles_the_small_object_demo_and_leaves_pets_untiled(tmp_path):
+    """On the demo data as prepare writes it: Pets' animals fill their photos (no tiling); the small-object demo's
+    16-40 px objects in 768 x 384 frames get tiles of about 130 px."""
+    from dataclasses import replace
+
+    from pipelines.config import DatasetSpec
+    from pipelines.datasets import demo
+    from pipelines.datasets.prepare import prepare
+    from pipelines.training import resolve_tiling
+    from tests.test_export import SPEC
+
+    demo.make_pets(tmp_path / "pets", 12, 4, seed=0)
+    demo.make_cityscapes(tmp_path / "small", 6, 2, seed=0, **demo.SMALL_OBJECTS)
+    pets = DatasetSpec("oxford_pets", "pets", {"trainval": "train", "test": "test"},
+                       {"breeds": False, "border_is_pet": True})
+    small = DatasetSpec("cityscapes_instances", "small", {"train": "train", "val": "test"}, val_ratio=0.25)
+    prepare(pets, tmp_path / "pets", tmp_path / "prepared_pets")
+    prepare(small, tmp_path / "small", tmp_path / "prepared_small")
+    auto = replace(SPEC, tiling="auto")
+    assert resolve_tiling(auto, tmp_path / "prepared_pets", print).tiling is None
+    tiles = resolve_tiling(auto, tmp_path / "prepared_small", print).tiling
+    assert 100 <= tiles["size"] <= 160 and 0.2 <= tiles["overlap"] <= 0.5
