@@ -6,7 +6,8 @@
 
 For every template both ran, per dataset both ran and on their average: test segm mAP in each, the difference
 with its paired 95% interval (test images and training seeds, as pipelines.comparison computes them) and
-P(B > A); and the params that differ. Each experiment's files are read through DVC (git and the DVC cache, the
+P(B > A), and the same difference of AP small (objects under 32 x 32 px: what tiling is for); and the params
+that differ. Each experiment's files are read through DVC (git and the DVC cache, the
 workspace for the workspace): nothing is checked out. Two experiments pair only when their test splits and
 resample settings are the same; otherwise the pair is refused with a message saying which.
 """
@@ -57,11 +58,11 @@ class Revision:
         found = self.read(split_file(PREPARED / dataset, TEST))
         return hashlib.sha256(found.encode()).hexdigest() if found is not None else None
 
-    def measured(self, template: str, dataset: str) -> Measured | None:
-        """Each seed's test segm mAP and its bootstrap replicates, as the report reads them; None if any seed's
-        files are missing."""
+    def measured(self, template: str, dataset: str, metric: str = "segm_map") -> Measured | None:
+        """Each seed's test `metric` (segm_map, segm_map_small, ...) and its bootstrap replicates, as the report reads
+        them; None if any seed's files are missing or the split holds nothing of that size."""
         found = collect.measured(cells.METRICS, [template], [dataset], self.params["run"]["seeds"], cells.PYTORCH,
-                                 "segm_map", read=self.read_json)
+                                 metric, read=self.read_json)
         return found.get((template, dataset))
 
 
@@ -85,11 +86,11 @@ def unpairable(a: Revision, b: Revision, datasets: list) -> str | None:
     return f"their test splits differ ({', '.join(differ)})" if differ else None
 
 
-def comparison(a: Revision, b: Revision, datasets: list) -> pd.DataFrame:
-    """template, dataset (and average), A, B, B - A, low, high, P(B > A) for every template both ran."""
+def comparison(a: Revision, b: Revision, datasets: list, metric: str = "segm_map") -> pd.DataFrame:
+    """template, dataset (and average), A, B, B - A, low, high, P(B > A) of `metric` for every template both ran."""
     rows = []
     for template in [t for t in b.templates if t in a.templates]:
-        found = {(f"{r.name}:{template}", d): r.measured(template, d) for r in (a, b) for d in datasets}
+        found = {(f"{r.name}:{template}", d): r.measured(template, d, metric) for r in (a, b) for d in datasets}
         if any(v is None for v in found.values()):
             continue
         compared = Comparison(found, [f"{a.name}:{template}", f"{b.name}:{template}"], datasets,
@@ -117,12 +118,23 @@ def report(a: Revision, b: Revision) -> str:
     table = comparison(a, b, datasets)
     if table.empty:
         return "\n".join(lines + ["", "No template with complete results in both."])
+    # AP small (tiling's target) beside segm mAP, where both measured it on every dataset compared.
+    small = comparison(a, b, datasets, "segm_map_small").set_index(["template", "dataset"])
     shown = pd.DataFrame({
         "template": table["template"], "dataset": table["dataset"], f"{a.name}": table["A"].round(1),
         f"{b.name}": table["B"].round(1),
         "B - A [95%]": [f"{r.difference:+.1f} [{r.low:.1f}, {r.high:.1f}]" for r in table.itertuples()],
-        "P(B > A)": table["p_better"].round(3)})
+        "P(B > A)": table["p_better"].round(3),
+        "AP small, B - A [95%]": [_gap(small, r.template, r.dataset) for r in table.itertuples()]})
     return "\n".join(lines + ["", shown.to_markdown(index=False)])
+
+
+def _gap(table: pd.DataFrame, template: str, dataset: str) -> str:
+    """'B - A [low, high]' of `table` (indexed by template and dataset), '-' where it was not compared."""
+    if (template, dataset) not in table.index:
+        return "-"
+    found = table.loc[(template, dataset)]
+    return f"{found.difference:+.1f} [{found.low:.1f}, {found.high:.1f}]"
 
 
 def default_pairs() -> list:
