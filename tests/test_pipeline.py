@@ -42,7 +42,8 @@ def bench(tmp_path_factory):
     as a user would (dvc.lock and reports/summary.json; the outputs are in DVC's cache); returns its path
     and the repro's output."""
     def tiny_profile(params):
-        params["demo"].update(cityscapes={"train": 8, "val": 4}, pets={"trainval": 12, "test": 6},
+        params["demo"].update(cityscapes={"train": 8, "val": 4}, cityscapes_small={"train": 1, "val": 1},
+                              pets={"trainval": 12, "test": 6},
                               wgisd={"train": 12, "test": 6})
         for template in TEMPLATES:
             params["templates"][template].update(epochs=1, input_size=96, warmup_iters=2)

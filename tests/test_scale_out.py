@@ -30,8 +30,8 @@ CELL_STAGES = cell_stages(TEMPLATES, [DATASET], ["fp32"])
 
 
 def one_dataset_one_epoch(params):
-    params["demo"].update(cityscapes={"train": 4, "val": 2}, pets={"trainval": 4, "test": 2},
-                          wgisd={"train": 12, "test": 6})
+    params["demo"].update(cityscapes={"train": 4, "val": 2}, cityscapes_small={"train": 1, "val": 1},
+                          pets={"trainval": 4, "test": 2}, wgisd={"train": 12, "test": 6})
     for template in TEMPLATES:
         params["templates"][template].update(epochs=1, input_size=96, warmup_iters=2)
     params["run"].update(templates=selection(*TEMPLATES), datasets=[DATASET], seeds=[0])
