@@ -133,29 +133,52 @@ def merge(results: list, threshold: float = MERGE_THRESHOLD) -> list:
     whose mask's intersection with the union absorbed so far, over the smaller of the two, exceeds `threshold`,
     until none joins; the merged detection keeps the best score, the union of the masks and that union's box.
     (SAHI compares with the best detection alone, so the two halves of an object cut by a tile border join only
-    when the best one holds both; comparing with the union lets the whole image's detection bridge them.)"""
-    order = sorted(range(len(results)), key=lambda i: -results[i]["score"])
-    taken, merged = set(), []
-    for i in order:
-        if i in taken:
+    when the best one holds both; comparing with the union lets the whole image's detection bridge them.)
+    A mask whose extent does not touch the union's cannot overlap it and is not compared, so an image of many
+    tiles and thousands of detections merges in about linear time, with the same result."""
+    if not results:
+        return []
+    order = np.asarray(sorted(range(len(results)), key=lambda i: -results[i]["score"]))
+    extents = mask_utils.toBbox([r["segmentation"] for r in results]).reshape(-1, 4)[order]  # x, y, w, h by rank
+    extents[:, 2:] += extents[:, :2]
+    categories = np.asarray([r["category_id"] for r in results])[order]
+    free = np.ones(len(results), bool)  # by rank
+    merged = []
+    for rank in range(len(order)):
+        if not free[rank]:
             continue
-        taken.add(i)
-        union, grew = results[i]["segmentation"], False
-        joined = True
-        while joined:
-            joined = False
-            for j in order:
-                if j not in taken and results[j]["category_id"] == results[i]["category_id"] \
-                        and intersection_over_smaller(union, results[j]["segmentation"]) > threshold:
-                    taken.add(j)
-                    union, grew, joined = mask_utils.merge([union, results[j]["segmentation"]]), True, True
+        free[rank] = False
+        best = results[order[rank]]
+        union, grew = _absorb(results, order, extents, categories, free, rank, threshold)
         if not grew:
-            merged.append(results[i])
+            merged.append(best)
             continue
         union = {**union, "counts": union["counts"].decode("ascii") if isinstance(union["counts"], bytes)
                  else union["counts"]}
-        merged.append({**results[i], "segmentation": union, "bbox": [float(v) for v in mask_utils.toBbox(union)]})
+        merged.append({**best, "segmentation": union, "bbox": [float(v) for v in mask_utils.toBbox(union)]})
     return merged
+
+
+def _absorb(results, order, extents, categories, free, rank: int, threshold: float) -> tuple:
+    """The union of the detection at `rank` (of the score order) and every free one of its class it absorbs,
+    pass after pass in score order until none joins; marks those taken in `free`. Returns (union, grew)."""
+    union, bounds, grew = results[order[rank]]["segmentation"], extents[rank].copy(), False
+    joined = True
+    while joined:
+        joined, start = False, 0
+        while True:
+            touching = free[start:] & (categories[start:] == categories[rank]) & \
+                (extents[start:, 0] <= bounds[2]) & (extents[start:, 2] >= bounds[0]) & \
+                (extents[start:, 1] <= bounds[3]) & (extents[start:, 3] >= bounds[1])
+            taken = next((q for q in np.flatnonzero(touching) + start if
+                          intersection_over_smaller(union, results[order[q]]["segmentation"]) > threshold), None)
+            if taken is None:
+                break
+            free[taken] = False
+            union, grew, joined = mask_utils.merge([union, results[order[taken]]["segmentation"]]), True, True
+            bounds[:2], bounds[2:] = np.minimum(bounds[:2], extents[taken, :2]), np.maximum(bounds[2:], extents[taken, 2:])
+            start = taken + 1  # as one pass over the score order: the union grown, the pass goes on from here
+    return union, grew
 
 
 def predict_tiled(predict, pixels: np.ndarray, tiling: Tiling, image_id: int = 0) -> list:

@@ -200,3 +200,42 @@ def test_auto_tiles_the_small_object_demo_and_leaves_pets_untiled(tmp_path):
     assert resolve_tiling(auto, tmp_path / "prepared_pets", print).tiling is None
     tiles = resolve_tiling(auto, tmp_path / "prepared_small", print).tiling
     assert 100 <= tiles["size"] <= 160 and 0.2 <= tiles["overlap"] <= 0.5
+
+
+def every_pair_merge(results: list, threshold: float = 0.5) -> list:
+    """The merge compared with every free detection of the class on every pass (no extent test): what
+    pipelines.tiling.merge must equal."""
+    order = sorted(range(len(results)), key=lambda i: -results[i]["score"])
+    taken, merged = set(), []
+    for i in order:
+        if i in taken:
+            continue
+        taken.add(i)
+        union, grew, joined = results[i]["segmentation"], False, True
+        while joined:
+            joined = False
+            for j in order:
+                if j not in taken and results[j]["category_id"] == results[i]["category_id"] \
+                        and intersection_over_smaller(union, results[j]["segmentation"]) > threshold:
+                    taken.add(j)
+                    union, grew, joined = mask_utils.merge([union, results[j]["segmentation"]]), True, True
+        merged.append((i, mask_utils.decode(union).sum() if grew else None))
+    return merged
+
+
+def test_merging_compares_only_touching_masks_and_gives_the_every_pair_result():
+    """Hundreds of detections of 2 classes scattered over a 400 x 300 image, many overlapping (tile
+    predictions of the same objects): the same merged detections, masks and scores as comparing every pair."""
+    rng = np.random.default_rng(0)
+    results = []
+    for _ in range(300):
+        x, y, w, h = (int(v) for v in rng.integers([0, 0, 4, 4], [380, 280, 40, 30]))
+        results.append({"image_id": 0, "category_id": int(rng.integers(1, 3)), "score": float(rng.random()),
+                        "bbox": [x, y, w, h], "segmentation": rle(rectangle(300, 400, x, y, x + w, y + h))})
+    found = merge(results)
+    expected = every_pair_merge(results)
+    assert len(found) == len(expected) < 300
+    for got, (index, area) in zip(found, expected):
+        assert got["score"] == results[index]["score"] and got["category_id"] == results[index]["category_id"]
+        assert mask_utils.decode(got["segmentation"]).sum() == (area if area is not None else
+                                                                mask_utils.decode(results[index]["segmentation"]).sum())
