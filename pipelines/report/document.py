@@ -143,7 +143,7 @@ def why_sections(inputs: Inputs, recommended: str | None) -> tuple[dict, dict]:
     separating = tables.separating(tables.why(inputs.segm, inputs.daps))
     shown, files = pictures(inputs, ERRORS_PICTURE_FILE, "-errors")
     return {
-        "why_lines": "\n".join(verdicts.why(separating, inputs.deploy_errors)),
+        "why_lines": "\n".join(verdicts.why(separating, inputs.deploy_errors, tables.tile_sizes(inputs.recipes))),
         "dap_table": text.markdown(text.dap_table(tables.dap_table(inputs.daps))),
         "recommended": recommended or "none",
         "confusion": confusion(inputs, recommended),

@@ -318,6 +318,11 @@ def area_at_input(sizes: np.ndarray, input_size: int, resize_mode: str) -> np.nd
     return sizes[:, 0] * (input_size / np.maximum(width, height)) ** 2
 
 
+def tile_sizes(recipes: dict) -> dict:
+    """template -> its tile size, for the templates trained on tiles (`recipes`: template -> recipe as trained)."""
+    return {t: r["tiling"]["size"] for t, r in recipes.items() if isinstance(r.get("tiling"), dict)}
+
+
 def small_at_input(stats: dict, recipes: dict, split: str = "test") -> pd.DataFrame:
     """template, input, dataset, small (% of the split's objects under COCO's small at the template's input),
     small_original (% in the images as they are). `recipes`: template -> its recipe as trained.

@@ -151,6 +151,8 @@ HINTS = {
     "missed_small": "objects not detected at all, most of them small (under 32 x 32 px): a larger input size or "
                     "tiling (`dvc exp run -S templates.{other}.tiling=auto`, then `make compare`; the Datasets "
                     "section shows how small each template's input makes the test objects)",
+    "missed_small_tiled": "objects not detected at all, most of them small (under 32 x 32 px), tiled as it is: "
+                          "smaller tiles (`tiling: {{size: ...}}` below its {size} px) or a larger input size",
     "missed": "objects not detected at all: more proposals (RPN), more epochs, or anchors that fit their sizes",
 }
 WHY_LINE = ("- {dataset}: `{other}` is {gap:.1f} points of segm mAP behind `{best}`; {because}")
@@ -160,22 +162,26 @@ NOTHING_CLEAR = ("no error type separates them beyond both noises (the largest: 
                  "[{low:.1f}, {high:.1f}]).")
 
 
-def _hint(error: str, counts, other: str) -> str:
+def _hint(error: str, counts, other: str, tile: int | None = None) -> str:
     if error == "missed" and counts is not None:
         small, total = counts.loc["missed", "small"], counts.loc["missed", "all"]
-        return HINTS["missed_small"].format(other=other) if total and small / total > 0.5 else HINTS["missed"]
+        if not (total and small / total > 0.5):
+            return HINTS["missed"]
+        return HINTS["missed_small_tiled"].format(size=tile) if tile else HINTS["missed_small"].format(other=other)
     return HINTS[error]
 
 
-def why(separating: pd.DataFrame, counts: dict) -> list:
+def why(separating: pd.DataFrame, counts: dict, tiles: dict | None = None) -> list:
     """One line per dataset and template behind the best: the error type that separates them and what to try.
-    `counts`: (template, dataset) -> error counts per size (pipelines.report.collect.deploy_errors)."""
+    `counts`: (template, dataset) -> error counts per size (pipelines.report.collect.deploy_errors); `tiles`:
+    template -> its tile size, for the templates trained on tiles."""
     lines = []
     for row in separating.itertuples():
         values = dict(error=row.error, difference=row.difference, low=row.low, high=row.high, other=row.other,
                       best=row.best)
         found = counts.get((row.other, row.dataset), {}).get("counts")
-        because = SEPARATES.format(**values, hint=_hint(row.error, found, row.other)) if row.distinguishable \
+        hint = _hint(row.error, found, row.other, (tiles or {}).get(row.other))
+        because = SEPARATES.format(**values, hint=hint) if row.distinguishable \
             else NOTHING_CLEAR.format(**values)
         lines.append(WHY_LINE.format(dataset=row.dataset, other=row.other, best=row.best, gap=row.gap,
                                      because=because))
@@ -188,11 +194,16 @@ TOO_SMALL = ("- `{template}` sees {small:.0f}% of the test objects of {dataset} 
              "{input} input, against {small_original:.0f}% in the images as they are: objects that small are hard to "
              "find and to outline; a larger input size or tiling may help (`dvc exp run -S "
              "templates.{template}.tiling=auto`).")
+TOO_SMALL_TILED = ("- `{template}` sees {small:.0f}% of the test objects of {dataset} under 32 x 32 pixels (COCO's small) at "
+                   "its {input} input, against {small_original:.0f}% in the images as they are: smaller tiles or a "
+                   "larger input size may help (`tiling: {{size: ...}}` in its recipe).")
 
 
 def too_small(shares: pd.DataFrame) -> list:
-    """One line per template and dataset whose input shrinks many test objects below COCO's small."""
+    """One line per template and dataset whose input shrinks many test objects below COCO's small (a tiled
+    template's input names its tiles)."""
     flagged = shares[shares["small"] >= TOO_SMALL_SHARE]
-    return [TOO_SMALL.format(**row._asdict()) for row in flagged.itertuples(index=False)] or [
+    return [(TOO_SMALL_TILED if " tiles" in row.input else TOO_SMALL).format(**row._asdict())
+            for row in flagged.itertuples(index=False)] or [
         f"No template's input makes {TOO_SMALL_SHARE:.0f}% or more of a dataset's test objects smaller than COCO's "
         "small (32 x 32 pixels)."]

@@ -294,6 +294,23 @@ def test_a_tiled_template_sees_objects_at_their_size_in_a_tile():
     assert shares.loc["whole", "input"] == "224 px keep_ratio" and shares.loc["whole", "small"] == 75
 
 
+def test_a_tiled_template_is_told_of_smaller_tiles_not_of_tiling():
+    """The hints for objects too small at the input, and for missed small objects, name tiling to an untiled
+    template and smaller tiles to a tiled one."""
+    from pipelines.report import tables, verdicts
+
+    stats = {"d": {"splits": {"test": {"object_sizes": [[100, 800, 400]] * 4}}}}  # 10 x 10 px objects
+    recipes = {"tiled": {"input_size": 224, "resize_mode": "keep_ratio", "tiling": {"size": 300, "overlap": 0.2}},
+               "whole": {"input_size": 224, "resize_mode": "keep_ratio", "tiling": None}}
+    lines = verdicts.too_small(tables.small_at_input(stats, recipes))
+    assert "smaller tiles or a larger input size may help (`tiling: {size: ...}`" in lines[0] and "`tiled`" in lines[0]
+    assert "`dvc exp run -S templates.whole.tiling=auto`" in lines[1]
+    counts = pd.DataFrame({"small": [9], "all": [10]}, index=["missed"])
+    assert "smaller tiles (`tiling: {size: ...}` below its 300 px)" in verdicts._hint("missed", counts, "tiled", 300)
+    assert "templates.whole.tiling=auto" in verdicts._hint("missed", counts, "whole")
+    assert tables.tile_sizes(recipes) == {"tiled": 300}
+
+
 def test_ap_by_object_size_with_both_noises_and_the_small_gap_that_separates(metrics, tmp_path):
     """AP small / medium beside segm mAP per dataset; `slow` (say, tiled) finds small objects 30 points better, relative to its segm mAP, than
     `fast` (38.5 on pets): beyond both noises; AP large is '-' where the test split holds nothing large (None in the files)."""
