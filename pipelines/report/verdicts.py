@@ -149,7 +149,7 @@ HINTS = {
     "duplicate": "objects detected twice: a lower NMS IoU threshold",
     "background": "detections on nothing: a higher score threshold, or more background in the training images",
     "missed_small": "objects not detected at all, most of them small (under 32 x 32 px): a larger input size or "
-                    "tiling (`dvc exp run -S templates.{other}.tiling=auto`, then `make compare`; the Datasets "
+                    "tiling (`dvc exp run -S '++templates.{other}.tiling=auto'`, then `make compare`; the Datasets "
                     "section shows how small each template's input makes the test objects)",
     "missed_small_tiled": "objects not detected at all, most of them small (under 32 x 32 px), tiled as it is: "
                           "smaller tiles (`tiling: {{size: ...}}` below its {size} px) or a larger input size",
@@ -193,7 +193,7 @@ TOO_SMALL_SHARE = 25.0
 TOO_SMALL = ("- `{template}` sees {small:.0f}% of the test objects of {dataset} under 32 x 32 pixels (COCO's small) at its "
              "{input} input, against {small_original:.0f}% in the images as they are: objects that small are hard to "
              "find and to outline; a larger input size or tiling may help (`dvc exp run -S "
-             "templates.{template}.tiling=auto`).")
+             "'++templates.{template}.tiling=auto'`).")
 TOO_SMALL_TILED = ("- `{template}` sees {small:.0f}% of the test objects of {dataset} under 32 x 32 pixels (COCO's small) at "
                    "its {input} input, against {small_original:.0f}% in the images as they are: smaller tiles or a "
                    "larger input size may help (`tiling: {{size: ...}}` in its recipe).")

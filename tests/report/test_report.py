@@ -304,10 +304,10 @@ def test_a_tiled_template_is_told_of_smaller_tiles_not_of_tiling():
                "whole": {"input_size": 224, "resize_mode": "keep_ratio", "tiling": None}}
     lines = verdicts.too_small(tables.small_at_input(stats, recipes))
     assert "smaller tiles or a larger input size may help (`tiling: {size: ...}`" in lines[0] and "`tiled`" in lines[0]
-    assert "`dvc exp run -S templates.whole.tiling=auto`" in lines[1]
+    assert "`dvc exp run -S '++templates.whole.tiling=auto'`" in lines[1]
     counts = pd.DataFrame({"small": [9], "all": [10]}, index=["missed"])
     assert "smaller tiles (`tiling: {size: ...}` below its 300 px)" in verdicts._hint("missed", counts, "tiled", 300)
-    assert "templates.whole.tiling=auto" in verdicts._hint("missed", counts, "whole")
+    assert "'++templates.whole.tiling=auto'" in verdicts._hint("missed", counts, "whole")
     assert tables.tile_sizes(recipes) == {"tiled": 300}
 
 
