@@ -75,7 +75,7 @@ race-replay: $(STAMP)
 # of 16-40 px objects in Cityscapes' layout (data/demo/cityscapes_small, written by demo_data), 2 seeds, as an
 # experiment in the workspace named small-objects; then read reports/benchmark.md ("Segm AP by object size").
 # `git checkout params.yaml && dvc checkout` returns the workspace to the default run.
-SMALL_OBJECTS := -S '+datasets.small_objects={format: cityscapes_instances, path: cityscapes_small, subsets: {train: train, val: test}, val_ratio: 0.25, seed: 0}' \
+SMALL_OBJECTS := -S '++datasets.small_objects={format: cityscapes_instances, path: cityscapes_small, subsets: {train: train, val: test}, val_ratio: 0.25, seed: 0}' \
 	-S 'run.datasets=[small_objects]' -S 'run.templates.torchvision=[tv_lite0,tv_lite0_tiled]' -S 'run.templates.mmdet=[]'
 small-objects: $(STAMP)
 	dvc exp run -n small-objects $(SMALL_OBJECTS)
