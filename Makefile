@@ -71,12 +71,14 @@ race-replay: $(STAMP)
 	dvc exp apply race-grid
 	python -m benchmarks.racing --metrics metrics
 
-# The small-object demo (docs/training.md, "Tiling"): tv_lite0 with and without `tiling: auto` on 768 x 384 frames
-# of 16-40 px objects in Cityscapes' layout (data/demo/cityscapes_small, written by demo_data), 2 seeds, as an
-# experiment in the workspace named small-objects; then read reports/benchmark.md ("Segm AP by object size").
+# The small-object demo (docs/training.md, "Tiling"): tv_lite0 with and without `tiling: auto`, and tv_lite0_long
+# (untiled, as many training steps as the tiled one: is it the tiles or the steps?) on 768 x 384 frames of 16-40 px
+# objects in Cityscapes' layout (data/demo/cityscapes_small, written by demo_data), 2 seeds, as an experiment in the
+# workspace named small-objects (about 25 minutes on 2 cores); then read reports/benchmark.md ("Segm AP by object
+# size").
 # `git checkout params.yaml && dvc checkout` returns the workspace to the default run.
 SMALL_OBJECTS := -S '++datasets.small_objects={format: cityscapes_instances, path: cityscapes_small, subsets: {train: train, val: test}, val_ratio: 0.25, seed: 0}' \
-	-S 'run.datasets=[small_objects]' -S 'run.templates.torchvision=[tv_lite0,tv_lite0_tiled]' -S 'run.templates.mmdet=[]'
+	-S 'run.datasets=[small_objects]' -S 'run.templates.torchvision=[tv_lite0,tv_lite0_tiled,tv_lite0_long]' -S 'run.templates.mmdet=[]'
 small-objects: $(STAMP)
 	dvc exp run -n small-objects $(SMALL_OBJECTS)
 	@echo "Report: reports/benchmark.md"
