@@ -80,5 +80,6 @@ race-replay: $(STAMP)
 SMALL_OBJECTS := -S '++datasets.small_objects={format: cityscapes_instances, path: cityscapes_small, subsets: {train: train, val: test}, val_ratio: 0.25, seed: 0}' \
 	-S 'run.datasets=[small_objects]' -S 'run.templates.torchvision=[tv_lite0,tv_lite0_tiled,tv_lite0_long]' -S 'run.templates.mmdet=[]'
 small-objects: $(STAMP)
+	-dvc exp remove small-objects 2> /dev/null  # a second run replaces the first one's experiment
 	dvc exp run -n small-objects $(SMALL_OBJECTS)
 	@echo "Report: reports/benchmark.md"
