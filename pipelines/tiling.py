@@ -176,7 +176,8 @@ def _absorb(results, order, extents, categories, free, rank: int, threshold: flo
                 break
             free[taken] = False
             union, grew, joined = mask_utils.merge([union, results[order[taken]]["segmentation"]]), True, True
-            bounds[:2], bounds[2:] = np.minimum(bounds[:2], extents[taken, :2]), np.maximum(bounds[2:], extents[taken, 2:])
+            bounds[:2] = np.minimum(bounds[:2], extents[taken, :2])
+            bounds[2:] = np.maximum(bounds[2:], extents[taken, 2:])
             start = taken + 1  # as one pass over the score order: the union grown, the pass goes on from here
     return union, grew
 

@@ -28,8 +28,9 @@ def inputs(metrics: Path, stats: Path, templates: list, datasets: list, seeds: l
     runtimes = [cells.PYTORCH] + [cells.runtime(p) for p in precisions]
     segm, bbox = (Comparison(collect.measured(metrics, templates, datasets, seeds, cells.PYTORCH, value),
                              templates, datasets, confidence_seed) for value in ("segm_map", "bbox_map"))
-    sizes = {size: Comparison(collect.measured(metrics, templates, datasets, seeds, cells.PYTORCH, f"segm_map_{size}"),
-                              templates, datasets, confidence_seed) for size in SIZES}
+    by_size = {size: Comparison(collect.measured(metrics, templates, datasets, seeds, cells.PYTORCH,
+                                                 f"segm_map_{size}"), templates, datasets, confidence_seed)
+               for size in SIZES}
     daps = {e: Comparison(collect.measured_errors(metrics, templates, datasets, seeds, e), templates, datasets,
                           confidence_seed) for e in tide.TYPES}
     measured = {r: collect.measured(metrics, templates, datasets, seeds, r, "segm_map") for r in runtimes}
@@ -44,7 +45,7 @@ def inputs(metrics: Path, stats: Path, templates: list, datasets: list, seeds: l
         deploy_errors=collect.deploy_errors(metrics, selected),
         classes=collect.per_class(metrics, selected), curves=collect.epochs(metrics, selected),
         stats=collect.stats(stats, datasets), recipes=collect.recipes(metrics, selected), selected=selected,
-        metrics_dir=metrics, target=target, decision=made, sizes=sizes)
+        metrics_dir=metrics, target=target, decision=made, by_size=by_size)
 
 
 def main(args=None) -> None:

@@ -34,7 +34,7 @@ class Inputs:
     selected: list                 # the cells (pipelines.cells.Cell)
     metrics_dir: Path
     target: Comparison             # test segm mAP at the deployment target (the IR at deploy.precision)
-    sizes: dict                    # object size (small, medium, large) -> Comparison of that segm AP (PyTorch)
+    by_size: dict                  # object size (small, medium, large) -> Comparison of that segm AP (PyTorch)
     decision: Decision             # the one recommendation every section prints (pipelines.decision)
 
 
@@ -69,8 +69,8 @@ def size_sections(inputs: Inputs) -> dict:
                 median = inputs.decision.speeds.latency(template, dataset)[0]
                 if not pd.isna(median):
                     latency[(template, dataset)] = median
-    rows = tables.by_size(inputs.long, inputs.segm, inputs.sizes)
-    small = inputs.sizes.get("small")
+    rows = tables.by_size(inputs.long, inputs.segm, inputs.by_size)
+    small = inputs.by_size.get("small")
     pairs = tables.small_differences(small) if small is not None else pd.DataFrame()
     return {
         "size_table": text.markdown(text.size_table(rows, latency)) if len(rows) else "No evaluation yet.",

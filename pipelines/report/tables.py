@@ -47,12 +47,12 @@ def scores(long: pd.DataFrame, compared: Comparison, value: str = "segm_map") ->
     return pd.DataFrame(rows)
 
 
-def by_size(long: pd.DataFrame, segm: Comparison, sizes: dict) -> pd.DataFrame:
-    """template, dataset, size (all and each of `sizes`' keys: small, medium, large), point, seed_std, low, high:
-    segm mAP and AP by COCO's object sizes (`sizes`: size -> Comparison of segm_map_<size>) per dataset."""
+def by_size(long: pd.DataFrame, segm: Comparison, compared_by_size: dict) -> pd.DataFrame:
+    """template, dataset, size (all, small, medium, large), point, seed_std, low, high: segm mAP and AP by COCO's
+    object sizes (`compared_by_size`: size -> Comparison of segm_map_<size>) per dataset."""
     frames = [scores(long, segm).assign(size="all")]
-    frames += [scores(long, compared, f"segm_map_{size}").assign(size=size) for size, compared in sizes.items()
-               if f"segm_map_{size}" in long]
+    frames += [scores(long, compared, f"segm_map_{size}").assign(size=size)
+               for size, compared in compared_by_size.items() if f"segm_map_{size}" in long]
     table = pd.concat(frames, ignore_index=True).rename(columns={"column": "dataset"})
     return table[table["dataset"] != "average"].reset_index(drop=True)
 
