@@ -182,7 +182,7 @@ def win_share(differences: np.ndarray) -> float:
     return float(np.mean(differences > 0) + 0.5 * np.mean(differences == 0))
 
 
-def test_matches(split_json: Path, results: list) -> dict:
+def metric_matches(split_json: Path, results: list) -> dict:
     """The matches behind every metric with an interval: `{segm_map, segm_map_small, segm_map_medium,
     segm_map_large, bbox_map: Matches}` (AP by COCO's object sizes for masks only)."""
     segm = match_sizes(split_json, results, "segm")
@@ -191,8 +191,8 @@ def test_matches(split_json: Path, results: list) -> dict:
 
 
 def bootstrap(split_json: Path, results: list, resamples: int, seed: int) -> tuple[dict, dict]:
-    """Intervals of every metric of `test_matches` on a split and the replicates behind them (see `intervals`)."""
-    return intervals(test_matches(split_json, results), resamples, seed)
+    """Intervals of every metric of `metric_matches` on a split and the replicates behind them (see `intervals`)."""
+    return intervals(metric_matches(split_json, results), resamples, seed)
 
 
 def intervals(matches: dict, resamples: int, seed: int) -> tuple[dict, dict]:
@@ -251,8 +251,8 @@ def deployment(val_json: Path, val_results: list, test_json: Path, test_results:
     return deploy_scores(match(val_json, val_results, "segm"), match(test_json, test_results, "segm"))
 
 
-def deploy_scores(val_matches: Matches, test_matches: Matches) -> dict:
+def deploy_scores(val_matches: Matches, metric_matches: Matches) -> dict:
     """`deployment` from the segm matches of both splits."""
     threshold = best_f1_threshold(val_matches)
-    scores = precision_recall_f1(test_matches, threshold)
+    scores = precision_recall_f1(metric_matches, threshold)
     return {"deploy_threshold": threshold, **{f"deploy_{k}": round(v, 2) for k, v in scores.items()}}

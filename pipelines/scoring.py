@@ -31,7 +31,7 @@ def score(predictor, input_spec, score_threshold: float, test_json: Path, val_js
     results = predict_split(predictor, test_json, input_spec, score_threshold)
     val_results = predict_split(predictor, val_json, input_spec, score_threshold)
     metrics, per_class = evaluate(test_json, results)
-    matches = confidence.test_matches(test_json, results)
+    matches = confidence.metric_matches(test_json, results)
     bounds, replicates = confidence.intervals(matches, **confidence_params)
     metrics.update(bounds)
     metrics.update(confidence.deploy_scores(confidence.match(val_json, val_results, "segm"), matches["segm_map"]))
