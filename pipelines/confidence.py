@@ -251,8 +251,8 @@ def deployment(val_json: Path, val_results: list, test_json: Path, test_results:
     return deploy_scores(match(val_json, val_results, "segm"), match(test_json, test_results, "segm"))
 
 
-def deploy_scores(val_matches: Matches, metric_matches: Matches) -> dict:
+def deploy_scores(val_matches: Matches, test_matches: Matches) -> dict:
     """`deployment` from the segm matches of both splits."""
     threshold = best_f1_threshold(val_matches)
-    scores = precision_recall_f1(metric_matches, threshold)
+    scores = precision_recall_f1(test_matches, threshold)
     return {"deploy_threshold": threshold, **{f"deploy_{k}": round(v, 2) for k, v in scores.items()}}
