@@ -250,3 +250,29 @@ def test_ema_weights_are_the_ones_validated(tiny_spec):
     assert with_ema.evaluated() is with_ema.ema.module and with_ema.evaluated() is not with_ema.model
     plain = training.Training(tiny_spec(), adapter, 2, torch.Generator(), 1, torch.device("cpu"))
     assert plain.evaluated() is plain.model
+
+
+@pytest.mark.slow
+def test_each_engine_trains_on_tiles_and_its_model_predicts_tiled(prepared, engine_spec, tmp_path):
+    """Tiling lives in the shared loop and inference path: either engine trains on the images and their tiles
+    (more steps an epoch than on the images alone), keeps the tiling in model.pt, and its model predicts on every
+    tile and the whole image."""
+    from pipelines import checkpoints
+    from pipelines.inference import predict_image, split_images
+    from pipelines.splits import VAL
+
+    tiles = {"size": 48, "overlap": 0.25, "min_share": 0.5}
+    spec = engine_spec(epochs=1, tiling=tiles)
+    steps = []
+    fit(spec, prepared, tmp_path, log=lambda _: None, on_epoch=lambda record: steps.append(record))
+    loaded = checkpoints.load(tmp_path / cells.MODEL_FILE, engines.get(spec.engine).Adapter)
+    assert loaded.input_spec.tile_size == 48 and loaded.input_spec.tile_overlap == 0.25
+    whole, tiled = (len(training.CocoInstances(split_file(prepared, TRAIN), InputSpec(size=96), flip=False,
+                                               tiles=t)) for t in (None, training.tiling.Tiling(48, 0.25)))
+    assert tiled > whole and steps and steps[0]["images_per_second"] > 0
+    (pixels,) = split_images(split_file(prepared, VAL), 1)
+    calls = []
+    predictor = checkpoints.torch_predictor(loaded.graph)
+    predict_image(lambda batch: calls.append(batch.shape) or predictor(batch), pixels, loaded.input_spec, 0.0)
+    assert len(calls) == 1 + len(training.tiling.tiles(pixels.shape[1], pixels.shape[0],
+                                                       training.tiling.Tiling(48, 0.25)))
