@@ -167,7 +167,8 @@ def test_a_slurm_job_array_computes_the_benchmark_through_an_ssh_remote(tmp_path
         run(["git", "add", "-A"], origin)
         run(["git", "commit", "-qm", "the raw data under DVC, the SSH remote"], origin)
         assert set(run(["git", "ls-files", "data/raw"], origin).stdout.split()) == \
-            {"data/raw/.gitignore", "data/raw/cityscapes.dvc", "data/raw/pets.dvc", "data/raw/wgisd.dvc"}
+            {"data/raw/.gitignore", "data/raw/cityscapes.dvc", "data/raw/cityscapes_small.dvc", "data/raw/pets.dvc",
+             "data/raw/wgisd.dvc"}
         run(["dvc", "push"], origin, **users)
 
         nodes = tmp_path / "nodes"  # each task's clone lives on its node only
