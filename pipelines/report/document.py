@@ -72,9 +72,11 @@ def size_sections(inputs: Inputs) -> dict:
     rows = tables.by_size(inputs.long, inputs.segm, inputs.by_size)
     small = inputs.by_size.get("small")
     pairs = tables.small_differences(small) if small is not None else pd.DataFrame()
+    # Training noise counts where it was measured on the datasets compared (one without small objects has none).
+    measured = len(pairs) and all(small.noise[d].df > 0 for d in pairs["dataset"].unique())
     return {
         "size_table": text.markdown(text.size_table(rows, latency)) if len(rows) else "No evaluation yet.",
-        "small_pairs": text.markdown(text.difference_table(pairs, "AP small", small.training_measured),
+        "small_pairs": text.markdown(text.difference_table(pairs, "AP small", measured),
                                      floatfmt=".3f") if len(pairs) else
         "Only one template has AP small measured on each dataset: nothing to compare.",
     }

@@ -319,7 +319,9 @@ def test_ap_by_object_size_with_both_noises_and_the_small_gap_that_separates(met
     for (template, dataset, seed), segm in SEGM.items():
         cell = Cell(template, dataset, seed)
         small = segm - 20 if template == "fast" else segm + 10
-        values = {"segm_map_small": small, "segm_map_medium": segm, "segm_map_large": None}
+        # wgisd_1's test split holds no small object: its training noise is not measured, pets' still is.
+        values = {"segm_map_small": small if dataset == "pets" else None, "segm_map_medium": segm,
+                  "segm_map_large": None}
         results = json.loads(cell.results(cells.PYTORCH, root).read_text())
         write_json(cell.results(cells.PYTORCH, root), {**results, **values})
         replicates = json.loads(cell.replicates(cells.PYTORCH, root).read_text())
