@@ -113,7 +113,11 @@ class Params:
     speed: dict                    # warmup, repeats (latency), throughput_seconds
     confidence: dict               # resamples, seed: the bootstrap over test images (pipelines/confidence.py)
     deploy: dict                   # precision, latency_budget_ms, timing: where the recommendation is for
+    race: dict                     # enabled, rung, margin, keep: racing the templates (pipelines/racing.py)
 
+
+# What a params.yaml without `race` (or without its optional keys) means: no race.
+RACE_OFF = {"enabled": False, "rung": 0.5, "margin": 0.0, "keep": []}
 
 # Params fields whose params.yaml key differs from their name (what dvc.yaml's `params` lists).
 YAML_KEYS = {"run_templates": "run.templates", "run_datasets": "run.datasets", "run_seeds": "run.seeds"}
@@ -278,6 +282,14 @@ SCHEMA = Section({
     }, optional=("latency_budget_ms",)),
     "speed": Section({"warmup": whole(0), "repeats": whole(1), "throughput_seconds": POSITIVE}),
     "confidence": Section({"resamples": whole(20), "seed": whole(0)}),
+    "race": Section({
+        "enabled": Rule("true or false", lambda v: isinstance(v, bool)),
+        "rung": number("in (0, 1): the share of each template's epochs trained before the verdict",
+                       lambda v: 0 < v < 1),
+        "margin": NON_NEGATIVE,
+        "keep": Rule("a list of template names ([] for none)",
+                     lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v)),
+    }, optional=("margin", "keep")),
     "demo": Section({"seed": whole(0), "cityscapes": Section({"train": whole(1), "val": whole(1)}),
                      "cityscapes_small": Section({"train": whole(1), "val": whole(1)}),
                      "pets": Section({"trainval": whole(1), "test": whole(1)}),
@@ -288,7 +300,7 @@ SCHEMA = Section({
     "datasets": Entries(spec_section(DatasetSpec, DATASET_RULES), "datasets (DatasetSpec's keys)"),
     "templates": Entries(spec_section(TemplateSpec, TEMPLATE_RULES, TEMPLATE_REFUSED),
                          "templates (TemplateSpec's keys)"),
-}, optional=("fetch",))
+}, optional=("fetch", "race"))
 
 
 def _shown(value) -> str:
@@ -383,6 +395,10 @@ def _relations(raw: dict) -> list:
                              + (f"; did you mean {close[0]}?" if close else ""))
             if chosen.count(name) > 1:
                 found.append(f"run.datasets names {name!r} {chosen.count(name)} times: once is enough")
+    keep = _mapping(raw, "race").get("keep")
+    if isinstance(keep, list):
+        found += [f"race.keep names {name!r}, which templates does not define" for name in keep
+                  if isinstance(name, str) and name not in _mapping(raw, "templates")]
     precisions, precision = _mapping(raw, "export").get("precisions"), _mapping(raw, "deploy").get("precision")
     if PRECISION_LIST.holds(precisions) and precision in list(PRECISIONS) and precision not in precisions:
         found.append(f"deploy.precision is {precision!r}: it must be one of export.precisions {precisions}, the IRs "
@@ -451,4 +467,5 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
         speed=raw["speed"],
         confidence=raw["confidence"],
         deploy={"latency_budget_ms": None, **raw["deploy"]},
+        race={**RACE_OFF, **raw.get("race", {})},
     )

@@ -7,18 +7,20 @@ replicates over the validation images (pipelines.training records both every epo
 every cell of a dataset). The templates are compared as the report compares test numbers (pipelines.comparison:
 replicates paired over images, the seeds' training noise pooled over templates and datasets): on the average over
 datasets, a template is stopped when the leader's paired 95% interval of (leader - template) lies wholly above
-`margin` points. Templates listed in `keep` always go on. The test split plays no part.
+`margin` points. Templates listed in `keep` always go on, and so does a template whose whole schedule is within the
+rung (nothing of its training is left to save). The test split plays no part.
 
-Nothing here trains: `race` replays the policy over recorded curves, as the pipeline applies it rung by rung and
-as benchmarks/racing.py replays it over a finished grid.
+Nothing here trains: `race` replays the policy over recorded curves, as the pipeline applies it at its rung
+(stages/race.py, on the records of every cell trained to the rung) and as benchmarks/racing.py replays it over a
+finished grid.
 """
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from pipelines.comparison import Comparison, Measured
+from pipelines.legs import rung_epoch
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,15 @@ class Race:
         return self.stopped.get(template, full)
 
 
-def rung_epoch(fraction: float, epochs: int) -> int:
-    """The epoch a template of `epochs` epochs has reached at rung `fraction`."""
-    return min(epochs, max(1, math.ceil(fraction * epochs - 1e-9)))
+def settings(race_params: dict, seed: int) -> Settings:
+    """The pipeline's race (params.yaml's `race`, one rung) with the comparisons' seed (confidence.seed)."""
+    return Settings((race_params["rung"],), float(race_params["margin"]), tuple(race_params["keep"]), seed)
+
+
+def curve(validation: dict) -> list:
+    """A cell's [Epoch, ...] from its validation record (the train stage's validation.json)."""
+    return [Epoch(e["epoch"], e["segm_map"], np.array(e["replicates"], float), e["seconds"])
+            for e in validation["epochs"]]
 
 
 def kept_by(curve: list, epoch: int) -> Epoch:
@@ -97,7 +105,9 @@ def race(curves: dict, templates: list, datasets: list, seeds: list, epochs: dic
         rows = []
         for template in alive:
             behind = None if template == leader else compared.difference(leader, template, "average")
-            stop = behind is not None and template not in settings.keep and behind["low"] > settings.margin
+            # A template whose whole schedule fits in the rung has no training left to save: it finishes.
+            stop = behind is not None and template not in settings.keep and behind["low"] > settings.margin \
+                and reached[template] < epochs[template]
             low, high = compared.interval(template, "average")
             rows.append(Standing(template, reached[template], compared.point(template, "average"), low, high,
                                  behind, stop))
@@ -107,3 +117,17 @@ def race(curves: dict, templates: list, datasets: list, seeds: list, epochs: dic
         alive = [t for t in alive if t not in outcome.stopped]
     outcome.finishers = alive
     return outcome
+
+
+def verdict(outcome: Race, template: str, epochs: int) -> dict:
+    """What the race decided for `template` (of `epochs` epochs), as the stage after its rung reads it: for a
+    template that goes on, only that (so that another template's numbers changing does not rerun its training);
+    for a stopped one, pipelines.stopped's record: where, of how many epochs, behind whom and by how much."""
+    if template not in outcome.stopped:
+        return {"template": template, "continues": True}
+    fraction, rows = next((f, rows) for f, rows in outcome.rungs if any(r.template == template and r.stopped
+                                                                        for r in rows))
+    leader = next(r.template for r in rows if r.behind is None)
+    behind = next(r.behind for r in rows if r.template == template)
+    return {"template": template, "stopped_at_epoch": outcome.stopped[template], "of_epochs": epochs,
+            "rung": fraction, "leader": leader, "behind": {k: round(float(v), 3) for k, v in behind.items()}}

@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipelines import checkpoints, complexity, engines
+from pipelines import checkpoints, complexity, engines, legs
 from pipelines.cli import run
 from pipelines.config import load_params
 from pipelines.files import write_atomic, write_text_atomic
@@ -37,8 +37,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def write_stopped(args, record: dict) -> None:
+    """A cell the race stopped: every output says so (pipelines/legs.py); no test image is looked at."""
+    legs.write_stopped(args.out, record)
+    for path in (args.per_class, args.replicates, args.errors):
+        write_text_atomic(path, "{}")
+    for path in (args.examples, args.error_examples):
+        legs.write_stopped_picture(path, record)
+    print(f"{args.model}: {legs.describe(record)} by the race; not evaluated on test")
+
+
 def main(args=None) -> None:
     args = parser().parse_args(args)
+    if (record := legs.read_stopped(args.model)) is not None:
+        write_stopped(args, record)
+        return
     params = load_params()
     adapter = engines.adapter(params.templates[args.template].engine)
     model, spec, _ = checkpoints.restore(args.model, adapter)  # built once: predicted with, then counted

@@ -11,7 +11,7 @@ that did not change is written byte for byte the same, so DVC does not re-valida
 import argparse
 from pathlib import Path
 
-from pipelines import checkpoints, engines
+from pipelines import checkpoints, engines, legs
 from pipelines.cli import run
 from pipelines.config import load_params
 from pipelines.export import convert, write
@@ -32,6 +32,10 @@ def parser() -> argparse.ArgumentParser:
 def main(args=None) -> None:
     args = parser().parse_args(args)
     params = load_params()
+    if (record := legs.read_stopped(args.model)) is not None:
+        legs.write_stopped_ir(args.out, params.export["precisions"], record)
+        print(f"{args.model}: {legs.describe(record)} by the race; not exported")
+        return
     engine = params.templates[args.template].engine
     loaded = checkpoints.load(args.model, engines.adapter(engine))
     # Any image traces (pipelines.export.convert): a model that detects nothing on any of them exports too.

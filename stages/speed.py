@@ -16,7 +16,7 @@ import statistics
 from functools import partial
 from pathlib import Path
 
-from pipelines import cells
+from pipelines import cells, legs
 from pipelines.cli import run
 from pipelines.config import load_params
 from pipelines.files import write_text_atomic
@@ -69,10 +69,15 @@ def main(args=None) -> None:
     args = parser().parse_args(args)
     params = load_params()
     precision, timing = params.deploy["precision"], params.deploy["timing"]
+    # A template the race stopped has no IR: the others are timed.
+    finishers = [t for t in params.run_templates if not any(
+        legs.read_stopped(c.model_dir(args.models) / cells.MODEL_FILE)
+        for c in cells.selected([t], params.run_datasets, params.run_seeds))]
     found = {"runtime": cells.runtime(precision), "threads": THREADS, "rounds": timing["rounds"],
-             "images": timing["images"], "seeds": params.run_seeds, **machine(), "datasets": {}}
+             "images": timing["images"], "seeds": params.run_seeds, **machine(), "datasets": {},
+             "stopped": [t for t in params.run_templates if t not in finishers]}
     for dataset in params.run_datasets:
-        found["datasets"][dataset] = measured = time_dataset(args.models, args.data, dataset, params.run_templates,
+        found["datasets"][dataset] = measured = time_dataset(args.models, args.data, dataset, finishers,
                                                              params.run_seeds, precision, timing)
         medians = ", ".join(f"{t} {statistics.median(v):.1f} ms" for t, v in measured["ms"].items())
         print(f"{dataset}: {medians} per image (other processes' share of the CPU: {measured['others_cpu_share']})",

@@ -8,6 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
+from pipelines import legs
 from pipelines.cli import run
 from pipelines.config import load_params
 from pipelines.files import write_text_atomic
@@ -30,6 +31,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(args=None) -> None:
     args = parser().parse_args(args)
+    if (record := legs.read_stopped(args.ir)) is not None:
+        legs.write_stopped(args.out, record)
+        write_text_atomic(args.replicates, "{}")
+        write_text_atomic(args.errors, "{}")
+        print(f"{args.ir.parent}: {legs.describe(record)} by the race; not validated")
+        return
     params = load_params()
     predictor = OpenVinoPredictor(args.ir)
     spec = InputSpec.from_dict(predictor.input_spec)

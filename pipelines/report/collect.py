@@ -1,5 +1,5 @@
 """Reading the cells' files into frames: the tidy long table, the replicates behind the intervals, per-class AP,
-per-epoch validation, the datasets' statistics and the recipes as trained. Nothing here formats or judges."""
+per-epoch validation, the datasets' statistics, the recipes as trained and what the race stopped. Nothing here formats or judges."""
 
 import json
 from collections.abc import Callable
@@ -12,6 +12,8 @@ import yaml
 from pipelines import cells as cell_files
 from pipelines.cells import Cell
 from pipelines.comparison import Measured
+from pipelines.legs import STOPPED
+from pipelines.racing import curve
 from pipelines.speed import SideBySide
 
 KEYS = ["template", "dataset", "seed", "runtime"]
@@ -146,3 +148,24 @@ def side_by_side(metrics_dir: Path) -> SideBySide | None:
     """The speed stage's side-by-side timing, None where it has not run."""
     found = _read(Path(metrics_dir) / cell_files.SPEED_FILE)
     return SideBySide(found) if found else None
+
+
+def stopped(metrics_dir: Path, selected: list) -> dict:
+    """template -> the race's stopped record (pipelines.legs), for the templates the race stopped (a template is
+    stopped on every dataset and seed alike)."""
+    found = {}
+    for cell in selected:
+        record = _read(cell.metrics_dir(metrics_dir) / cell_files.TRAINING_FILE)
+        if STOPPED in record:
+            found.setdefault(cell.template, record)
+    return found
+
+
+def race_curves(metrics_dir: Path, selected: list) -> dict:
+    """(template, dataset, seed) -> [racing.Epoch]: every cell's validation record, for the cells that have one."""
+    found = {}
+    for cell in selected:
+        record = _read(cell.metrics_dir(metrics_dir) / cell_files.VALIDATION_FILE)
+        if record:
+            found[(cell.template, cell.dataset, cell.seed)] = curve(record)
+    return found

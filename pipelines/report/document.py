@@ -9,9 +9,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from pipelines import legs
 from pipelines.cells import ERRORS_PICTURE_FILE, PICTURE_FILE
 from pipelines.comparison import Comparison
 from pipelines.decision import Decision
+from pipelines.racing import Race
 from pipelines.report import plots, tables, text, verdicts
 
 TEMPLATE = Path(__file__).with_name("template.md")
@@ -20,7 +22,8 @@ TEMPLATE = Path(__file__).with_name("template.md")
 @dataclass
 class Inputs:
     """Everything the report is made of, read by pipelines.report.collect."""
-    long: pd.DataFrame             # the long table (one row per cell x runtime)
+    long: pd.DataFrame             # the long table (one row per cell x runtime) of the templates that finished
+    every_long: pd.DataFrame       # the same with the cells the race stopped (benchmark.csv)
     segm: Comparison               # test segm mAP of the PyTorch models
     bbox: Comparison
     ir_measured: dict              # runtime -> collect.measured of segm_map
@@ -36,6 +39,49 @@ class Inputs:
     target: Comparison             # test segm mAP at the deployment target (the IR at deploy.precision)
     by_size: dict                  # object size (small, medium, large) -> Comparison of that segm AP (PyTorch)
     decision: Decision             # the one recommendation every section prints (pipelines.decision)
+    race: dict                     # params.yaml's race
+    raced: Race | None             # the race at its rung, replayed on the cells' validation records (None: off)
+    stopped: dict                  # template -> the stopped record (pipelines.legs), for those the race stopped
+
+
+def shown(inputs: Inputs, table: pd.DataFrame, **options) -> str:
+    """A table of templates as markdown, with a "stopped at epoch e" row for each template the race stopped."""
+    return text.with_stopped(text.markdown(table, **options), table, inputs.stopped)
+
+
+def race_section(inputs: Inputs) -> dict:
+    """The placeholders of the race section: how it judged, each template at the rung, what it saved."""
+    race = inputs.race
+    if not race["enabled"]:
+        return {"race": "The race is off (`race.enabled: false`): every template trained its whole schedule."}
+    if inputs.raced is None or not inputs.raced.rungs:
+        return {"race": "Fewer than two templates have reached the rung on every dataset and seed: nothing was raced."}
+    keep = f" Kept to the end whatever happens (`race.keep`): {', '.join(race['keep'])}." if race["keep"] else ""
+    lines = [RACE.format(rung=race["rung"], margin=race["margin"]) + keep,
+             shown(inputs, text.race_table(tables.race_standings(inputs.raced, tuple(race["keep"]), race["margin"])),
+                   floatfmt=".3f")]
+    spent = tables.race_spent(inputs.every_long, inputs.stopped)
+    if spent:
+        lines.append(SPENT.format(share=spent["epochs"] / spent["full_epochs"], **spent,
+                                  seconds_share=spent["seconds"] / spent["full_seconds"]))
+    for template, record in inputs.stopped.items():
+        behind = record["behind"]
+        lines.append(f"- **{template}** {legs.describe(record)}: {behind['difference']:.2f} points "
+                     f"[{behind['low']:.2f}, {behind['high']:.2f}] behind {record['leader']} on the validation average "
+                     f"(P {behind['p_better']:.3f}). Revive it by training on from its rung checkpoint "
+                     f"(`race/rung/<cell>/resume.pt`): `dvc exp run -S 'race.keep=[{template}]'`.")
+    return {"race": "\n\n".join(lines)}
+
+
+RACE = ("Each template first trained {rung:.0%} of its own schedule (rounded up) on every dataset and seed. There the "
+        "race compared the templates on **PyTorch validation segm mAP**, averaged over datasets (no IR exists yet, and "
+        "no test image is looked at before the race is over): each cell's best epoch so far, paired over the "
+        "validation images' resamples, with the seeds' training noise, as the test numbers are compared below. A "
+        "template is stopped when the paired 95% interval of (leader - template) lies wholly above {margin:g} points; "
+        "a stopped template trains no further and is neither evaluated on test, exported nor validated.")
+SPENT = ("Training spent: **{epochs} of {full_epochs} epochs ({share:.0%})** of the full grid's, {seconds:.0f} s of "
+         "about {full_seconds:.0f} s ({seconds_share:.0%}; a stopped cell's remaining epochs estimated at its own pace); "
+         "{stopped_cells} of {cells} cells were stopped, and skipped their test evaluation, export and validation.")
 
 
 def results_sections(inputs: Inputs, epochs: pd.DataFrame) -> dict:
@@ -44,15 +90,15 @@ def results_sections(inputs: Inputs, epochs: pd.DataFrame) -> dict:
     complexity = tables.complexity(long)
     seeds = sorted(long["seed"].unique())
     return {
-        "recommendation": "\n\n".join(verdicts.recommendation(inputs.decision, inputs.target)),
+        "recommendation": "\n\n".join(verdicts.recommendation(inputs.decision, inputs.target, stopped=inputs.stopped)),
         "seeds": f"mean ± std over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}",
-        "segm_table": text.markdown(text.score_table(tables.scores(long, segm), complexity, segm.datasets, "segm")),
-        "bbox_table": text.markdown(text.score_table(tables.scores(long, inputs.bbox, "bbox_map"), complexity,
+        "segm_table": shown(inputs, text.score_table(tables.scores(long, segm), complexity, segm.datasets, "segm")),
+        "bbox_table": shown(inputs, text.score_table(tables.scores(long, inputs.bbox, "bbox_map"), complexity,
                                                      segm.datasets, "bbox")),
         "epochs_table": text.markdown(epochs.assign(best=text.yes_no(epochs["best"]))) if len(epochs)
         else "No training has recorded its epochs yet.",
         "noise_table": text.markdown(text.noise_table(segm.noise_table()), floatfmt=".2f"),
-        "ranks_table": text.markdown(text.ranks_table(segm.ranks_table()), floatfmt=".2f"),
+        "ranks_table": shown(inputs, text.ranks_table(segm.ranks_table()), floatfmt=".2f"),
         "pairs_table": text.markdown(text.pairs_table(segm.pairs_table(), segm.training_measured), floatfmt=".3f"),
     }
 
@@ -75,7 +121,7 @@ def size_sections(inputs: Inputs) -> dict:
     # Training noise counts where it was measured on the datasets compared (one without small objects has none).
     measured = len(pairs) and all(small.noise[d].df > 0 for d in pairs["dataset"].unique())
     return {
-        "size_table": text.markdown(text.size_table(rows, latency)) if len(rows) else "No evaluation yet.",
+        "size_table": shown(inputs, text.size_table(rows, latency)) if len(rows) else "No evaluation yet.",
         "small_pairs": text.markdown(text.difference_table(pairs, "AP small", measured),
                                      floatfmt=".3f") if len(pairs) else
         "Only one template has AP small measured on each dataset: nothing to compare.",
@@ -96,7 +142,7 @@ def runtime_sections(inputs: Inputs, tradeoff: pd.DataFrame) -> dict:
     if decision.speeds is None:
         together = "The `speed` stage has not timed the templates side by side yet."
     else:
-        together = text.markdown(text.side_by_side_table(
+        together = shown(inputs, text.side_by_side_table(
             tables.side_by_side(decision.speeds, inputs.segm.templates, decision.template), decision.template))
     return {
         "target": label(decision.runtime),
@@ -104,11 +150,11 @@ def runtime_sections(inputs: Inputs, tradeoff: pd.DataFrame) -> dict:
         "ranking_changes": text.markdown(text.ranking_table(decision.ranking_changes, label(decision.runtime)))
         if len(decision.ranking_changes) else
         f"None: on every dataset and on average, {label(decision.runtime)} orders the templates as PyTorch does.",
-        "tradeoff_table": text.markdown(text.tradeoff_table(tradeoff), floatfmt=".2f"),
-        "ir_table": text.markdown(text.ir_table(tables.ir_against_pytorch(long, inputs.ir_measured), label)),
+        "tradeoff_table": shown(inputs, text.tradeoff_table(tradeoff), floatfmt=".2f"),
+        "ir_table": shown(inputs, text.ir_table(tables.ir_against_pytorch(long, inputs.ir_measured), label)),
         "speed_note": note,
-        "speed_table": text.markdown(text.speed_table(tables.speed(long), label), floatfmt=".2f"),
-        "deploy_table": text.markdown(text.deploy_table(tables.deploy(long), label), floatfmt=".3g"),
+        "speed_table": shown(inputs, text.speed_table(tables.speed(long), label), floatfmt=".2f"),
+        "deploy_table": shown(inputs, text.deploy_table(tables.deploy(long), label), floatfmt=".3g"),
     }
 
 
@@ -143,13 +189,13 @@ def confusion(inputs: Inputs, template: str | None) -> str:
 def why_sections(inputs: Inputs, recommended: str | None) -> tuple[dict, dict]:
     """The placeholders of the errors section, and the pictures it links."""
     separating = tables.separating(tables.why(inputs.segm, inputs.daps))
-    shown, files = pictures(inputs, ERRORS_PICTURE_FILE, "-errors")
+    error_pictures, files = pictures(inputs, ERRORS_PICTURE_FILE, "-errors")
     return {
         "why_lines": "\n".join(verdicts.why(separating, inputs.deploy_errors, tables.tile_sizes(inputs.recipes))),
-        "dap_table": text.markdown(text.dap_table(tables.dap_table(inputs.daps))),
+        "dap_table": shown(inputs, text.dap_table(tables.dap_table(inputs.daps))),
         "recommended": recommended or "none",
         "confusion": confusion(inputs, recommended),
-        "error_pictures": shown,
+        "error_pictures": error_pictures,
         "runtime_errors": text.markdown(text.runtime_table(tables.runtime_errors(inputs.errors),
                                                           tables.precision_label)),
     }, files
@@ -184,6 +230,17 @@ def _number(value):
     return None if pd.isna(value) else round(float(value), 3)
 
 
+def race_summary(inputs: Inputs) -> dict:
+    """summary.json's race: on or off, the rung, who stopped at which epoch, and the training it spent."""
+    found = {"enabled": inputs.race["enabled"], "rung": inputs.race["rung"] if inputs.race["enabled"] else None,
+             "stopped": {t: r[legs.STOPPED] for t, r in inputs.stopped.items()}}
+    spent = tables.race_spent(inputs.every_long, inputs.stopped) if inputs.race["enabled"] else {}
+    if spent:
+        found.update(epochs_spent=spent["epochs"], epochs_full=spent["full_epochs"],
+                     epochs_share=round(spent["epochs"] / spent["full_epochs"], 3))
+    return found
+
+
 def summary(compared: Comparison, target: Comparison, decision: Decision) -> dict:
     """What `dvc exp show` lists. `recommended`: keys that mean the same in every experiment, whichever templates
     it ran (the template to fine-tune, the criterion that decided, the deployment runtime, its average segm mAP
@@ -214,13 +271,14 @@ def build(inputs: Inputs) -> tuple[dict, dict, dict]:
     scores = tables.scores(inputs.long, inputs.segm)
     predictions, picture_files = pictures(inputs)
     errors_values, error_files = why_sections(inputs, inputs.decision.template)
-    values = {**results_sections(inputs, epochs), **size_sections(inputs), **runtime_sections(inputs, tradeoff),
+    values = {**results_sections(inputs, epochs), **race_section(inputs), **size_sections(inputs), **runtime_sections(inputs, tradeoff),
               **data_sections(inputs),
               **errors_values, "predictions": predictions}
     markdown = string.Template(TEMPLATE.read_text()).substitute(values)
     data = plots.plot_data(tradeoff, scores, epochs)
-    texts = {"benchmark.md": markdown, "benchmark.csv": inputs.long.to_csv(index=False),
-             "summary.json": json.dumps(summary(inputs.segm, inputs.target, inputs.decision), indent=2),
+    texts = {"benchmark.md": markdown, "benchmark.csv": inputs.every_long.to_csv(index=False),
+             "summary.json": json.dumps({**summary(inputs.segm, inputs.target, inputs.decision),
+                                         "race": race_summary(inputs)}, indent=2),
              **{f"{plots.DATA_FOLDER}/{name}": json.dumps(records, indent=1) for name, records in data.items()}}
     drawings = {"segm_map.png": lambda path: plots.segm_bars(scores, path),
                 "accuracy_latency.png": lambda path: plots.tradeoff_scatter(tradeoff, path),

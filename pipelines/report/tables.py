@@ -367,3 +367,35 @@ def precision_label(runtime: str) -> str:
     """PyTorch, or IR FP32 / IR INT8 ..."""
     precision = precision_of(runtime)
     return "PyTorch" if precision is None else f"IR {precision.upper()}"
+
+
+def race_standings(outcome, keep: tuple, margin: float) -> pd.DataFrame:
+    """rung, template, epoch, average, low, high, behind, behind_low, behind_high, p_leader, verdict: each template
+    at each rung of a race (pipelines.racing.Race), the leader's row with no difference."""
+    rows = []
+    for fraction, standings in outcome.rungs:
+        for row in standings:
+            behind = row.behind or {}
+            beyond = behind.get("low", 0) > margin
+            verdict = ("leader" if row.behind is None else "stopped" if row.stopped else "goes on" if not beyond else
+                       "kept (race.keep)" if row.template in keep else "finishes (its whole schedule is in the rung)")
+            rows.append({"rung": fraction, "template": row.template, "epoch": row.epoch, "average": row.average,
+                         "low": row.low, "high": row.high, "behind": behind.get("difference", np.nan),
+                         "behind_low": behind.get("low", np.nan), "behind_high": behind.get("high", np.nan),
+                         "p_leader": behind.get("p_better", np.nan), "verdict": verdict})
+    return pd.DataFrame(rows, columns=["rung", "template", "epoch", "average", "low", "high", "behind", "behind_low",
+                                       "behind_high", "p_leader", "verdict"])
+
+
+def race_spent(long: pd.DataFrame, stopped: dict) -> dict:
+    """Training the race spent against the full grid's, over the selected cells: epochs (a stopped cell would have
+    run its whole schedule) and seconds (a stopped cell's at its own pace per epoch: an estimate)."""
+    cells = runtime_rows(long).drop_duplicates(["template", "dataset", "seed"])
+    if cells.empty or "epochs_run" not in cells or cells["epochs_run"].isna().any():
+        return {}
+    full = cells.apply(lambda r: stopped[r.template]["of_epochs"] if r.template in stopped else r.epochs_run, axis=1)
+    seconds = cells["train_seconds"].astype(float)
+    full_seconds = seconds * full / cells["epochs_run"]
+    return {"epochs": int(cells["epochs_run"].sum()), "full_epochs": int(full.sum()),
+            "seconds": float(seconds.sum()), "full_seconds": float(full_seconds.sum()),
+            "stopped_cells": int(cells["template"].isin(list(stopped)).sum()), "cells": len(cells)}

@@ -3,6 +3,8 @@
 import numpy as np
 import pandas as pd
 
+from pipelines.legs import describe
+
 NOT_RUN = "not run"  # a cell whose stage has not run or failed: never a stale number
 
 
@@ -164,3 +166,32 @@ def small_at_input_table(shares: pd.DataFrame) -> pd.DataFrame:
     """template, input, then one column per dataset: % of its test objects under COCO's small at that input."""
     table = shares.pivot_table(index=["template", "input"], columns="dataset", values="small", sort=False)
     return table.reset_index()
+
+
+KEY_COLUMNS = ("dataset", "runtime", "rung", "epoch")  # what a row is about, not a value measured
+
+
+def with_stopped(markdown_table: str, table: pd.DataFrame, stopped: dict) -> str:
+    """`markdown_table` (of `table`, one row per template or per template and dataset: a `model` or `template`
+    column) with a row for each template the race stopped that it lacks, reading "stopped at epoch e of E": a stopped
+    template is never missing from a table, nor shown as 0. Rows added as markdown keep the table's numbers
+    formatted as they are."""
+    column = next((c for c in ("model", "template") if c in table.columns), None)
+    missing = [t for t in stopped if column and t not in set(table[column])]
+    values = [c for c in table.columns if c not in (column,) + KEY_COLUMNS]
+    if not missing or not values:
+        return markdown_table
+    rows = [[t if c == column else describe(stopped[t]) if c == values[0] else "all" if c in KEY_COLUMNS else ""
+             for c in table.columns] for t in missing]
+    return "\n".join([markdown_table] + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def race_table(standings: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "rung": [f"{f:.0%}" for f in standings["rung"]], "template": standings["template"],
+        "epoch": standings["epoch"],
+        "validation average [95%]": [with_interval(r.average, r.low, r.high) for r in standings.itertuples()],
+        "leader - template [95%]": [with_interval(r.behind, r.behind_low, r.behind_high, signed=True) or ""
+                                    for r in standings.itertuples()],
+        "P(leader better)": ["" if pd.isna(p) else f"{p:.3f}" for p in standings["p_leader"]],
+        "verdict": standings["verdict"]})

@@ -8,6 +8,7 @@ import pandas as pd
 
 from pipelines.comparison import Comparison
 from pipelines.decision import SAME_COMPUTE, SPEED_MARGIN, Choice, Decision
+from pipelines.legs import describe
 from pipelines.report.tables import precision_label
 
 UNMEASURED = ("Training noise was not measured (one seed per cell): the intervals hold the test images' noise only, "
@@ -16,6 +17,10 @@ UNMEASURED = ("Training noise was not measured (one seed per cell): the interval
 TARGET = ("For deployment as **{label}** on this machine (`deploy.precision`): each template's accuracy is its IR's "
           "as `validate` scored it, its speed as the `speed` stage timed every template side by side.")
 ONLY_ONE = "Only {best} ran: select more templates in `run.templates` to compare."
+ONLY_FINISHER = ("**Fine-tune `{choice}`**: {best} is the only template that finished the race; every other one was "
+                 "behind it beyond both noises on validation at the rung.")
+RACED = ("The race stopped {stopped} at the rung (\"The race\" below says why): compared on validation there, never "
+         "on test, so the tables list them as stopped.")
 CLEAR = ("**Fine-tune `{choice}`**: {best} has the best average {metric}, and every other template is below it beyond "
          "the 95% interval of the paired difference ({noises}).")
 TIED = ("{best} has the best average {metric}, but {noises_subject} tell it apart from {others} (best minus each, "
@@ -116,15 +121,24 @@ def speed_notes(decision: Decision, choice: Choice) -> list:
     return lines
 
 
-def recommendation(decision: Decision, compared: Comparison, metric: str = "segm mAP") -> list:
+def recommendation(decision: Decision, compared: Comparison, metric: str = "segm mAP",
+                   stopped: dict | None = None) -> list:
     """Paragraphs: the overall choice with what decided it, then the per-dataset list. `compared`: the target
-    runtime's comparison."""
+    runtime's comparison; `stopped`: template -> the race's stopped record, for those it stopped."""
     choice = decision.overall
     if choice.template is None:
         return ["No template has a complete set of results yet: nothing to recommend."]
     lines = [] if compared.training_measured else [UNMEASURED]
     lines += [TARGET.format(label=precision_label(decision.runtime))]
-    lines += [overall(compared, choice, metric), DECIDED.format(criterion=choice.decided_by)]
+    if stopped and choice.decided_by == "only one ran":
+        lines.append(ONLY_FINISHER.format(choice=choice.template,
+                                          best=_describe(compared, choice.template, "average")))
+    else:
+        lines.append(overall(compared, choice, metric))
+    lines.append(DECIDED.format(criterion=choice.decided_by))
+    if stopped:
+        lines.append(RACED.format(stopped=", ".join(f"`{t}` ({describe(r)}, behind `{r['leader']}`)"
+                                                    for t, r in stopped.items())))
     lines += speed_notes(decision, choice)
     if decision.pytorch_choice not in (None, choice.template):
         lines.append(PYTORCH_DIFFERS.format(choice=decision.pytorch_choice))

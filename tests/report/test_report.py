@@ -338,3 +338,66 @@ def test_ap_by_object_size_with_both_noises_and_the_small_gap_that_separates(met
     pairs = section.split("AP small of the template best", 1)[1]
     pair = next([c.strip() for c in l.strip("|").split("|")] for l in pairs.splitlines() if l.startswith("| pets "))
     assert pair[1:3] == ["slow", "fast"] and pair[3].startswith("+38.5 [") and pair[5] == "yes"  # 80.5 - 42.0
+
+
+RACE = {"enabled": True, "rung": 0.5, "margin": 0.0, "keep": []}
+
+
+def write_raced(root, late_at: float):
+    """Validation records and recipes (4 epochs) for fast and slow, and a third template, `late`, that the race
+    stopped at epoch 2 of 4 with validation mAP `late_at`: its cells hold what a stopped cell's stages write."""
+    spread = np.linspace(-2, 2, 101)
+    for template in TEMPLATES + ["late"]:
+        for dataset in DATASETS:
+            for seed in SEEDS:
+                cell, level = Cell(template, dataset, seed), (late_at if template == "late" else 50.0) + seed
+                folder = cell.metrics_dir(root)
+                epochs = [{"epoch": e, "segm_map": level * e / 2, "seconds": 2.0,
+                           "replicates": list(level * e / 2 + spread)} for e in (1, 2, 3)[:2 if template == "late"
+                                                                                     else 3]]
+                write_json(folder / cells.VALIDATION_FILE, {"resamples": 101, "seed": 0, "epochs": epochs})
+                (folder / cells.RECIPE_FILE).parent.mkdir(parents=True, exist_ok=True)
+                (folder / cells.RECIPE_FILE).write_text("epochs: 4\nlr: 0.01\n")
+                if template == "late":
+                    record = {"template": "late", "stopped_at_epoch": 2, "of_epochs": 4, "rung": 0.5,
+                              "leader": "slow", "behind": {"difference": 45.0, "low": 40.0, "high": 50.0,
+                                                           "p_better": 1.0}}
+                    write_json(folder / cells.TRAINING_FILE, {"best_epoch": 2, "best_val_segm_map": level,
+                                                              "epochs_run": 2, "epochs": 4, "train_seconds": 6.0,
+                                                              **record})
+                    for runtime in (cells.PYTORCH, "ir_fp32"):
+                        write_json(cell.results(runtime, root), record)
+                        write_json(cell.replicates(runtime, root), {})
+
+
+def test_a_template_the_race_stopped_is_listed_as_stopped_in_every_table_and_the_race_says_why(metrics, tmp_path):
+    write_raced(metrics / "metrics", late_at=5.0)
+    found = inputs(metrics / "metrics", metrics / "stats", TEMPLATES + ["late"], DATASETS, SEEDS, ["fp32"], 0, "fp32",
+                   race=RACE)
+    publish(tmp_path / "reports", *document.build(found))
+    markdown = (tmp_path / "reports" / "benchmark.md").read_text()
+    race = markdown.split("## The race\n", 1)[1].split("\n## ", 1)[0]
+    # Replayed from the validation records: late is behind slow beyond both noises at epoch 2 of 4.
+    late = [c.strip() for c in next(line for line in race.splitlines() if "| late " in line).strip("|").split("|")]
+    assert late[:3] == ["50%", "late", "2"] and late[-1] == "stopped" and late[4].startswith("+")
+    # 8 finishing cells x 3 epochs + 4 stopped cells x 2, against 8 x 3 + 4 x 4
+    assert "Training spent: **32 of 40 epochs (80%)**" in race and "4 of 12 cells were stopped" in race
+    assert "`dvc exp run -S 'race.keep=[late]'`" in race
+    for heading in ("Segm mAP", "Bbox mAP", "Accuracy against speed"):
+        assert "stopped at epoch 2 of 4" in table_row(markdown, heading, "late"), heading
+    advice = markdown.split("## Recommendation\n", 1)[1].split("\n## ", 1)[0]
+    assert "**Fine-tune `slow`**" in advice and "The race stopped `late` (stopped at epoch 2 of 4" in advice
+    summary = json.loads((tmp_path / "reports" / "summary.json").read_text())
+    assert summary["race"] == {"enabled": True, "rung": 0.5, "stopped": {"late": 2}, "epochs_spent": 32,
+                               "epochs_full": 40, "epochs_share": 0.8}
+    csv = pd.read_csv(tmp_path / "reports" / "benchmark.csv")
+    assert set(csv[csv["template"] == "late"]["stopped_at_epoch"]) == {2}  # the stopped cells, with what was measured
+    assert "late" not in summary and summary["recommended"]["template"] == "slow"
+
+
+def test_without_a_race_the_report_says_so_and_its_tables_are_as_before(metrics, tmp_path):
+    write(metrics, tmp_path / "reports")
+    markdown = (tmp_path / "reports" / "benchmark.md").read_text()
+    assert "The race is off (`race.enabled: false`)" in markdown and "stopped at epoch" not in markdown
+    assert json.loads((tmp_path / "reports" / "summary.json").read_text())["race"] == {
+        "enabled": False, "rung": None, "stopped": {}}
