@@ -50,12 +50,17 @@ def selection(*templates) -> dict:
 
 
 def cell_stages(templates, datasets, precisions, seeds=(0,)) -> set:
-    """DVC's names of the train, evaluate, export and validate stages of these cells (dvc.yaml's families are
+    """DVC's names of the rung, train, evaluate, export and validate stages of these cells (dvc.yaml's families are
     named after the template's engine)."""
-    names = {f"{stage}_{engine_of(t)}@{t}-{d}-{s}" for stage in ("train", "evaluate", "export")
+    names = {f"{stage}_{engine_of(t)}@{t}-{d}-{s}" for stage in ("rung", "train", "evaluate", "export")
              for t in templates for d in datasets for s in seeds}
     return names | {f"validate_{engine_of(t)}@{t}-{d}-{s}-{p}" for t in templates for d in datasets
                     for s in seeds for p in precisions}
+
+
+def race_stages(templates) -> set:
+    """DVC's names of the race's verdict stages of these templates."""
+    return {f"race_{engine_of(t)}@{t}" for t in templates}
 
 
 def edit_params(repo: Path, change) -> None:
