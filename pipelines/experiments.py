@@ -53,6 +53,11 @@ class Revision:
     def templates(self) -> list:
         return [t for names in self.params["run"]["templates"].values() for t in names or []]
 
+    @property
+    def stopped(self) -> dict:
+        """template -> the epoch the race stopped it at, as the report's summary.json records it."""
+        return self.read_json("reports/summary.json").get("race", {}).get("stopped", {})
+
     def test_split(self, dataset: str) -> str | None:
         """The sha256 of the dataset's prepared test split: what pairing needs to be the same."""
         found = self.read(split_file(PREPARED / dataset, TEST))
@@ -115,6 +120,10 @@ def report(a: Revision, b: Revision) -> str:
     why = unpairable(a, b, datasets)
     if why:
         return "\n".join(lines + ["", f"Not compared: {why}, so their replicates do not pair."])
+    raced = [f"{t} ({r.name}: stopped at epoch {r.stopped[t]})" for r in (a, b) for t in r.templates
+             if t in r.stopped]
+    if raced:  # a template the race stopped has no test numbers there
+        lines += ["", "Stopped by the race, so not compared on test: " + ", ".join(raced) + "."]
     table = comparison(a, b, datasets)
     if table.empty:
         return "\n".join(lines + ["", "No template with complete results in both."])

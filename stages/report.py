@@ -58,7 +58,8 @@ def inputs(metrics: Path, stats: Path, templates: list, datasets: list, seeds: l
     gflops = tables.complexity(long).set_index("template")["gflops"]
     made = decide(target, segm, runtime, collect.side_by_side(metrics), gflops, templates, budget_ms)
     return document.Inputs(
-        long=long, every_long=collect.long_table(metrics, every_cell, runtimes) if stopped else long, segm=segm, bbox=bbox, ir_measured=measured,
+        long=long, every_long=collect.long_table(metrics, every_cell, runtimes) if stopped else long, segm=segm,
+        bbox=bbox, ir_measured=measured,
         errors=collect.errors(metrics, selected, runtimes), daps=daps,
         deploy_errors=collect.deploy_errors(metrics, selected),
         classes=collect.per_class(metrics, selected), curves=collect.epochs(metrics, every_cell),

@@ -34,8 +34,8 @@ def parser() -> argparse.ArgumentParser:
                    help="folder for training.json, validation.json and live/ (DVCLive: curves, summary, the recipe "
                         "as trained)")
     p.add_argument("--rung-out", type=Path,
-                   help="the race's first leg: train to the rung (race.rung of the schedule) into this folder (resume.pt, "
-                        "training.json, validation.json, live/)")
+                   help="the race's first leg: train to the rung (race.rung of the schedule) into this folder "
+                        "(resume.pt, training.json, validation.json, live/)")
     p.add_argument("--rung", type=Path, help="after the first leg: its folder, whose resume.pt training goes on from")
     p.add_argument("--verdict", type=Path, help="after the first leg: the race's verdict for this template")
     return p

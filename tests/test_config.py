@@ -139,6 +139,12 @@ def test_the_projects_params_load():
     (lambda p: p["speed"].update(repeats=0), "speed.repeats is 0: a whole number >= 1"),
     (lambda p: p["speed"].update(throughput_seconds="0.5s"), "speed.throughput_seconds is '0.5s': a number > 0"),
     (lambda p: p["demo"]["pets"].update(test=0), "demo.pets.test is 0: a whole number >= 1"),
+    # the race
+    (lambda p: p["race"].update(rung=1.0), "race.rung is 1.0: a number in (0, 1): the share of each template's "
+     "epochs trained before the verdict"),
+    (lambda p: p["race"].update(enabled="yes"), "race.enabled is 'yes': true or false"),
+    (lambda p: p["race"].update(margin=-1), "race.margin is -1: a number >= 0"),
+    (lambda p: p["race"].update(keep=["tv_lite9"]), "race.keep names 'tv_lite9', which templates does not define"),
     # keys that are not the project's
     (lambda p: p.update(tempaltes={}), "tempaltes is {}: an unknown key; did you mean templates?"),
     (lambda p: p.update(seeds=[0]), "seeds is [0]: an unknown key; did you mean speed?"),
@@ -151,6 +157,12 @@ def test_the_projects_params_load():
 ])
 def test_a_wrong_value_is_named_with_what_would_be_right(tmp_path, change, message):
     assert refusal(tmp_path, change) == [message]
+
+
+def test_without_a_race_section_nothing_races(tmp_path):
+    params = load_params(edited(tmp_path, lambda p: p.pop("race")))
+    assert params.race == {"enabled": False, "rung": 0.5, "margin": 0.0, "keep": []}
+    assert load_params(ROOT / "params.yaml").race == {"enabled": True, "rung": 0.5, "margin": 0.0, "keep": []}
 
 
 def test_every_problem_is_reported_at_once_one_line_each(tmp_path):

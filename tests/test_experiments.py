@@ -45,3 +45,14 @@ def test_compare_shows_the_ap_small_gain_beside_segm_map(tmp_path):
     assert rows["average"][6].startswith("+15.0 [")
     low = float(rows["d"][6].split("[")[1].split(",")[0])
     assert low > 0  # beyond both noises: 2 seeds of the same spread, 2 points of test-image spread
+
+
+def test_a_template_the_race_stopped_in_one_revision_is_named_not_compared(tmp_path):
+    baseline, raced = revision(tmp_path, "a", 0.0), revision(tmp_path, "b", 0.0)
+    raced.params["run"]["templates"]["torchvision"] = ["t", "u"]
+    summary = tmp_path / "b" / "reports" / "summary.json"
+    summary.parent.mkdir(parents=True)
+    summary.write_text(json.dumps({"race": {"enabled": True, "rung": 0.5, "stopped": {"u": 2}}}))
+    text = experiments.report(baseline, raced)
+    assert "Stopped by the race, so not compared on test: u (b: stopped at epoch 2)." in text
+    assert "| t " in text and "| u " not in text

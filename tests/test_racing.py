@@ -13,7 +13,7 @@ import yaml
 from benchmarks import racing as replay
 from pipelines import cells
 from pipelines.cells import Cell
-from pipelines.racing import Epoch, Settings, kept_by, race, rung_epoch
+from pipelines.racing import Epoch, Settings, kept_by, race, rung_epoch, verdict
 
 DATASETS = ["cityscapes", "wgisd_1"]
 SEEDS = [0, 1]
@@ -72,6 +72,24 @@ def test_kept_templates_and_a_margin_keep_it_running():
     kept = race(curves, ["leader", "behind"], DATASETS, SEEDS, EPOCH_COUNTS, Settings((0.25,), keep=("behind",)))
     wide = race(curves, ["leader", "behind"], DATASETS, SEEDS, EPOCH_COUNTS, Settings((0.25,), margin=50.0))
     assert kept.stopped == {} == wide.stopped
+
+
+def test_a_template_whose_whole_schedule_is_in_the_rung_finishes():
+    curves = curves_for({"leader": (30, 60), "behind": (5, 20)})
+    short = {"leader": EPOCHS, "behind": 1}  # its one epoch is within the rung: nothing is left to save
+    outcome = race(curves, ["leader", "behind"], DATASETS, SEEDS, short, Settings((0.25,)))
+    assert outcome.stopped == {} and outcome.rungs[0][1][1].behind["low"] > 0
+
+
+def test_the_verdict_of_a_template_that_goes_on_holds_nothing_the_others_measured():
+    curves = curves_for({"leader": (30, 60), "close": (29, 59.5), "behind": (5, 20)})
+    outcome = race(curves, ["leader", "close", "behind"], DATASETS, SEEDS, EPOCH_COUNTS, Settings((0.5,)))
+    assert verdict(outcome, "close", EPOCHS) == {"template": "close", "continues": True}
+    stopped = verdict(outcome, "behind", EPOCHS)
+    assert stopped["stopped_at_epoch"] == 6 and stopped["of_epochs"] == EPOCHS and stopped["leader"] == "leader"
+    assert stopped["rung"] == 0.5 and stopped["behind"]["low"] > 0 and set(stopped["behind"]) == {
+        "difference", "low", "high", "p_better"}
+    assert json.loads(json.dumps(stopped)) == stopped  # what stages/race.py writes
 
 
 def test_with_one_seed_only_the_validation_images_separate():

@@ -1,5 +1,6 @@
 """Reading the cells' files into frames: the tidy long table, the replicates behind the intervals, per-class AP,
-per-epoch validation, the datasets' statistics, the recipes as trained and what the race stopped. Nothing here formats or judges."""
+per-epoch validation, the datasets' statistics, the recipes as trained and what the race stopped. Nothing here
+formats or judges."""
 
 import json
 from collections.abc import Callable

@@ -80,7 +80,8 @@ RACE = ("Each template first trained {rung:.0%} of its own schedule (rounded up)
         "template is stopped when the paired 95% interval of (leader - template) lies wholly above {margin:g} points; "
         "a stopped template trains no further and is neither evaluated on test, exported nor validated.")
 SPENT = ("Training spent: **{epochs} of {full_epochs} epochs ({share:.0%})** of the full grid's, {seconds:.0f} s of "
-         "about {full_seconds:.0f} s ({seconds_share:.0%}; a stopped cell's remaining epochs estimated at its own pace); "
+         "about {full_seconds:.0f} s ({seconds_share:.0%}; a stopped cell's remaining epochs estimated at its own "
+         "pace); "
          "{stopped_cells} of {cells} cells were stopped, and skipped their test evaluation, export and validation.")
 
 
