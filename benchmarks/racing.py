@@ -32,7 +32,7 @@ import yaml
 
 from pipelines import cells
 from pipelines.comparison import Comparison, Measured
-from pipelines.racing import Epoch, Settings, race
+from pipelines.racing import Settings, curve, race
 from pipelines.report.collect import measured
 
 
@@ -69,8 +69,7 @@ def read_grid(metrics_dir: Path) -> Grid:
     curves, epochs = {}, {}
     for (t, d, s), record in found.items():
         if t in templates:
-            curves[(t, d, s)] = [Epoch(e["epoch"], e["segm_map"], np.array(e["replicates"], float), e["seconds"])
-                                 for e in json.loads(record.read_text())["epochs"]]
+            curves[(t, d, s)] = curve(json.loads(record.read_text()))
             recipe = yaml.safe_load((record.parent / cells.RECIPE_FILE).read_text())
             epochs[t] = recipe["epochs"]
     return Grid(templates, datasets, seeds, epochs, curves, test)

@@ -150,6 +150,14 @@ def requeue(task: str, env: dict) -> None:
         time.sleep(0.5)
 
 
+def submit(origin: Path, env: dict, log: Path) -> str:
+    """sbatch of cluster/slurm.sbatch as one array task per template; returns the job id. The script asks for a
+    GPU, 8 cores and 64 GB per task; this node has 2 cores and no GPU."""
+    return slurm(["sbatch", "--parsable", f"--array=0-{len(TEMPLATES) - 1}", "--gres=none", "--cpus-per-task=1",
+                  "--mem=4G", "--open-mode=append", f"--output={log}", "cluster/slurm.sbatch", *TEMPLATES], env,
+                 cwd=origin).strip()
+
+
 @pytest.mark.slow
 def test_a_slurm_job_array_computes_the_benchmark_through_an_ssh_remote(tmp_path):
     """docs/scale-out.md's workflow with nothing shared but the git repository and an SSH remote: the raw data
@@ -179,16 +187,10 @@ def test_a_slurm_job_array_computes_the_benchmark_through_an_ssh_remote(tmp_path
         env = cluster.environment_for(slurm_env, users, BENCH_REPO=str(origin), SHARD_ROOT=str(nodes),
                                       BENCH_COMMIT=run(["git", "rev-parse", "HEAD"], origin).stdout.strip(),
                                       BENCH_VENV=sys.prefix)
-        # The script asks for a GPU, 8 cores and 64 GB per task; this node has 2 cores and no GPU.
-        resources = ["--gres=none", "--cpus-per-task=1", "--mem=4G", "--open-mode=append"]
         # A race is two arrays (docs/scale-out.md): every template's cells to the rung first, so that each verdict
         # reads the same rung records, restored from the run-cache rather than trained again by each task.
-        rung = slurm(["sbatch", "--parsable", f"--array=0-{len(TEMPLATES) - 1}", *resources,
-                      f"--output={tmp_path}/rung-%a.log", "cluster/slurm.sbatch", *TEMPLATES],
-                     {**env, "BENCH_LEG": "rung"}, cwd=origin).strip()
-        wait_for_jobs(rung, env)
-        job = slurm(["sbatch", "--parsable", f"--array=0-{len(TEMPLATES) - 1}", *resources,
-                     f"--output={tmp_path}/task-%a.log", "cluster/slurm.sbatch", *TEMPLATES], env, cwd=origin).strip()
+        wait_for_jobs(submit(origin, {**env, "BENCH_LEG": "rung"}, tmp_path / "rung-%a.log"), env)
+        job = submit(origin, env, tmp_path / "task-%a.log")
         stopped = f"{job}_1"  # mmdet_r18's task
         start = time.monotonic()
         while f"train_mmdet@mmdet_r18-{DATASET}-0" not in dvc_lock_stages(nodes / "mmdet_r18"):
