@@ -5,7 +5,9 @@ through other project modules, lazy imports included; a stage of an engine's fam
 whose entry point imports the engine registry also runs that engine's package) must be its code deps, no more and no fewer; the params.yaml keys it
 reads through `load_params()` must be its `params`; every path its command names must be one of its deps
 or outs; a cell's paths are those of pipelines/cells.py, and a prepared split's those of pipelines/splits.py. A wrong list makes DVC skip work that changed
-or redo work that did not.
+or redo work that did not. The `stages` package's own `__init__` (the hand-over to pipelines/preload.py's server)
+is how a stage's process starts, not what it computes (tests/test_preload.py: the same bytes either way), and the
+walk from the entry point's file does not reach it: it is no stage's dep.
 """
 
 import ast
@@ -139,10 +141,11 @@ def problems(root: Path) -> list:
         listed = {d for d in deps if d.split("/")[0] in PACKAGES}
         files = set()
         for dep in listed:
-            # Python files under a `configs` folder are model configs an engine reads by path (mmdet's), not code.
+            # Python files under a `configs` folder are model configs an engine reads by path (mmdet's), not code;
+            # an engine's preload.py is read by path by the preload server (pipelines/preload.py), not by stages.
             files |= {p.relative_to(root).as_posix() for p in (root / dep).rglob("*.py")
-                      if (p.name != "__init__.py" or has_code(p)) and "configs" not in p.relative_to(root).parts} \
-                if (root / dep).is_dir() else {dep}
+                      if (p.name != "__init__.py" or has_code(p)) and "configs" not in p.relative_to(root).parts
+                      and p.name != "preload.py"} if (root / dep).is_dir() else {dep}
         family = name.split("@")[0]
         engine = family.split("_", 1)[1] if "_" in family and family.split("_", 1)[1] in ENGINES else None
         if "pipelines.engines" not in imported_names(root, module_file(root, entry)):
