@@ -95,15 +95,16 @@ def hand_over() -> None:
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         connection.connect(address)
+        body = json.dumps(request()).encode()
+        socket.send_fds(connection, [len(body).to_bytes(8, "big")], [0, 1, 2])
+        connection.sendall(body)
     except OSError:
-        return  # the server has ended (or lives on another machine): run here
-    body = json.dumps(request()).encode()
-    socket.send_fds(connection, [len(body).to_bytes(8, "big")], [0, 1, 2])
-    connection.sendall(body)
+        return  # the server has ended (or lives on another machine), or a stdio stream is closed: run here
     replies = connection.makefile("r")
     first = replies.readline().split(" ", 1)
     if first[0] != "pid":
-        print(f"preload: runs by itself: {first[-1].strip()}", file=sys.stderr)
+        why = first[-1].strip() or "the preload server did not answer"
+        print(f"preload: runs by itself: {why}", file=sys.stderr)
         return
     fork, received = int(first[1]), []
 
@@ -189,10 +190,10 @@ def run_stage(module: str) -> int:
     except BaseException:  # noqa: B036 - the interpreter's own last resort: print it, exit 1
         traceback.print_exc()
         status = 1
+    # The interpreter's own ending, in its order: stop and join the threads (concurrent.futures' workers are told
+    # to stop by a hook of threading's, not of atexit's), then the atexit functions.
+    threading._shutdown()
     atexit._run_exitfuncs()
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
     sys.stdout.flush()
     sys.stderr.flush()
     return status

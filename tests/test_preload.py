@@ -59,6 +59,13 @@ def test_a_stage_whose_environment_differs_runs_by_itself_and_says_why(tmp_path)
     assert "runs by itself" in ran.stderr and "OMP_NUM_THREADS" in ran.stderr
 
 
+def test_a_stage_whose_server_has_gone_runs_by_itself(tmp_path):
+    ran = subprocess.run(probe(str(tmp_path / "seen.json")).split(), cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT), preload.ADDRESS: str(tmp_path / "gone")})
+    assert ran.returncode == 0, ran.stderr
+    assert not json.loads((tmp_path / "seen.json").read_text())["torch_already"]
+
+
 def test_a_fork_whose_stage_process_is_killed_dies_too(tmp_path):
     seen = tmp_path / "seen.json"
     script = (f"{probe(str(seen), 'wait')} & client=$!; while [ ! -s {seen} ]; do sleep 0.2; done; "
