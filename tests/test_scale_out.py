@@ -204,6 +204,8 @@ def test_a_slurm_job_array_computes_the_benchmark_through_an_ssh_remote(tmp_path
         logs = [(tmp_path / f"task-{i}.log").read_text() for i in range(len(TEMPLATES))]
         for template, log in zip(TEMPLATES, logs):
             assert f"shard {template} done" in log, log[-3000:]
+            # Its stages ran as forks of the preload server (pipelines/preload.py), none by itself.
+            assert " imported in " in log and "preload: runs by itself" not in log, log[-3000:]
         first, again = logs[1].split("shard mmdet_r18 (commit", 2)[1:]
         assert "run 0" in first.splitlines()[0] and "run 1" in again.splitlines()[0], logs[1][-3000:]
         remaining = cell_stages(["mmdet_r18"], [DATASET], ["fp32"]) - finished
