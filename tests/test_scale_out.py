@@ -158,6 +158,16 @@ def submit(origin: Path, env: dict, log: Path) -> str:
                  cwd=origin).strip()
 
 
+def finished_task_logs(folder: Path) -> list:
+    """The array tasks' logs, each checked to say its shard is done and that its stages ran as forks of the
+    preload server (pipelines/preload.py), none by itself."""
+    logs = [(folder / f"task-{i}.log").read_text() for i in range(len(TEMPLATES))]
+    for template, log in zip(TEMPLATES, logs):
+        assert f"shard {template} done" in log, log[-3000:]
+        assert " imported in " in log and "preload: runs by itself" not in log, log[-3000:]
+    return logs
+
+
 @pytest.mark.slow
 def test_a_slurm_job_array_computes_the_benchmark_through_an_ssh_remote(tmp_path):
     """docs/scale-out.md's workflow with nothing shared but the git repository and an SSH remote: the raw data
@@ -201,11 +211,7 @@ def test_a_slurm_job_array_computes_the_benchmark_through_an_ssh_remote(tmp_path
         finished = dvc_lock_stages(nodes / "mmdet_r18")
         wait_for_jobs(job, env)
 
-        logs = [(tmp_path / f"task-{i}.log").read_text() for i in range(len(TEMPLATES))]
-        for template, log in zip(TEMPLATES, logs):
-            assert f"shard {template} done" in log, log[-3000:]
-            # Its stages ran as forks of the preload server (pipelines/preload.py), none by itself.
-            assert " imported in " in log and "preload: runs by itself" not in log, log[-3000:]
+        logs = finished_task_logs(tmp_path)
         first, again = logs[1].split("shard mmdet_r18 (commit", 2)[1:]
         assert "run 0" in first.splitlines()[0] and "run 1" in again.splitlines()[0], logs[1][-3000:]
         remaining = cell_stages(["mmdet_r18"], [DATASET], ["fp32"]) - finished
