@@ -47,6 +47,29 @@ MMDET_SMALL = {"config": "mask_rcnn/mask-rcnn_r50_fpn_1x_coco", "overrides": {
 
 
 @pytest.fixture
+def tiny_project(tiny_spec):
+    """Makes a working folder for stage commands: a demo WGISD written raw and prepared, and params.yaml running
+    tiny alone (`epochs` of them) on wgisd_5 with seed 0; `edit(params)` changes params.yaml further."""
+    def make(folder: Path, epochs: int, images: int = 16, edit=lambda params: None) -> Path:
+        import dataclasses
+
+        import yaml
+
+        from pipelines.datasets.demo import make_wgisd
+        from pipelines.datasets.prepare import prepare
+        make_wgisd(folder / "raw", images, 4, seed=0)
+        prepare(DatasetSpec("wgisd", "raw", {"train": "train", "test": "test"}, val_ratio=0.25), folder / "raw",
+                folder / "prepared")
+        params = yaml.safe_load((ROOT / "params.yaml").read_text())
+        params["templates"] = {"tiny": dataclasses.asdict(tiny_spec(epochs=epochs))}
+        params["run"].update(templates={"torchvision": ["tiny"], "mmdet": []}, datasets=["wgisd_5"], seeds=[0])
+        edit(params)
+        (folder / "params.yaml").write_text(yaml.safe_dump(params))
+        return folder
+    return make
+
+
+@pytest.fixture
 def mmdet_spec():
     """The MMDetection engine's counterpart of tiny_spec."""
     def make(**overrides):

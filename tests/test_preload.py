@@ -2,7 +2,6 @@
 of it computes the same bytes as the stage run by itself, sees its own folder, arguments, environment and stdio,
 ends with its own status, refuses a different environment, and dies with its client."""
 
-import dataclasses
 import json
 import os
 import signal
@@ -12,12 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from pipelines import preload
-from pipelines.config import DatasetSpec
-from pipelines.datasets.demo import make_wgisd
-from pipelines.datasets.prepare import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,14 +83,8 @@ def test_sigterm_reaches_the_fork(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_stage_trained_in_a_fork_is_byte_for_byte_the_stage_trained_by_itself(tmp_path, tiny_spec):
-    make_wgisd(tmp_path / "raw", 12, 4, seed=0)
-    prepare(DatasetSpec("wgisd", "raw", {"train": "train", "test": "test"}, val_ratio=0.25), tmp_path / "raw",
-            tmp_path / "prepared")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["templates"] = {"tiny": dataclasses.asdict(tiny_spec(epochs=1))}
-    params["run"].update(templates={"torchvision": ["tiny"], "mmdet": []}, datasets=["wgisd_5"], seeds=[0])
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+def test_a_stage_trained_in_a_fork_is_byte_for_byte_the_stage_trained_by_itself(tmp_path, tiny_project):
+    tiny_project(tmp_path, epochs=1, images=12)
     train = f"{sys.executable} -m stages.train --template tiny --seed 0 --data prepared"
     alone = f"env -u {preload.ADDRESS} {train} --out alone --metrics alone_m"
     ran = under_server(f"{alone} && {train} --out forked --metrics forked_m", tmp_path)

@@ -2,35 +2,23 @@
 schedule from the rung's checkpoint (byte for byte the unraced run's), or, for a stopped template, the stopped
 record that evaluate, export and validate pass on without a test look and the report lists as stopped."""
 
-import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from pipelines import cells, legs
-from pipelines.config import DatasetSpec
-from pipelines.datasets.demo import make_wgisd
-from pipelines.datasets.prepare import prepare
 from stages import evaluate, export, race, train, validate
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def project(tmp_path, tiny_spec, monkeypatch):
+def project(tmp_path, tiny_project, monkeypatch):
     """A working folder with params.yaml (tiny, 2 epochs, raced at half) and a prepared WGISD."""
-    make_wgisd(tmp_path / "raw", 16, 4, seed=0)
-    prepare(DatasetSpec("wgisd", "raw", {"train": "train", "test": "test"}, val_ratio=0.25), tmp_path / "raw",
-            tmp_path / "prepared")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["templates"] = {"tiny": dataclasses.asdict(tiny_spec(epochs=2))}
-    params["run"].update(templates={"torchvision": ["tiny"], "mmdet": []}, datasets=["wgisd_5"], seeds=[0])
-    params["export"]["precisions"] = ["fp32"]
-    params["race"] = {"enabled": True, "rung": 0.5, "margin": 0.0, "keep": []}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    def raced(params):
+        params["export"]["precisions"] = ["fp32"]
+        params["race"] = {"enabled": True, "rung": 0.5, "margin": 0.0, "keep": []}
+    tiny_project(tmp_path, epochs=2, edit=raced)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
