@@ -1,13 +1,14 @@
 """Would racing have given the same answer, and for how much of the training? A replay over a finished grid.
 
-    python -m benchmarks.racing --metrics metrics [--rungs 0.08 0.25 0.5] [--margins 0 1 2] [--cases 0]
+    python -m benchmarks.racing --metrics metrics [--rungs 0.08 0.17 0.5] [--margins 0 1] [--etas 1 2 3] [--cases 0]
 
 Reads any finished benchmark's metrics folder: every cell's per-epoch validation record (validation.json, written
 by the train stage), its recipe as trained (the template's epochs) and its PyTorch test numbers with their
 bootstrap replicates (evaluate). Then, for every case (a subset of at least `--min-templates` templates, of the
 datasets and of at least `--min-seeds` seeds; `--cases N` draws N of them at random), it replays the racing policy
-(pipelines.racing) on the validation curves and compares the template it recommends, the finisher with the best
-test average, with the full grid's, the best of all on test:
+(pipelines.racing) on the validation curves, once per margin and eta (eta 1: stops only for a template behind
+beyond both noises; above 1, halving too: at each rung only the best ceil(n / eta) go on), and compares the
+template it recommends, the finisher with the best test average, with the full grid's, the best of all on test:
 
     agreeing   the same template, or one the full grid's test numbers cannot tell from it (the paired 95%
                interval of both noises of their difference reaches 0, as the report judges)
@@ -146,11 +147,14 @@ def summary(grid: Grid, chosen: list, settings: Settings) -> dict:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--metrics", type=Path, default=cells.METRICS, help="a finished benchmark's metrics folder")
-    p.add_argument("--rungs", type=float, nargs="+", default=[0.08, 0.25, 0.5],
+    p.add_argument("--rungs", type=float, nargs="+", default=[0.08, 0.17, 0.5],
                    help="fractions of each template's schedule at which the race decides")
     p.add_argument("--margins", type=float, nargs="+", default=[0.0],
                    help="points; one replay per margin (a template is stopped when the whole paired interval of "
                         "leader minus it is above the margin)")
+    p.add_argument("--etas", type=int, nargs="+", default=[1, 2, 3],
+                   help="one replay per eta and margin: at each rung at most ceil(n / eta) of its n templates go on "
+                        "(1: no halving)")
     p.add_argument("--min-templates", type=int, default=3)
     p.add_argument("--min-seeds", type=int, default=2)
     p.add_argument("--cases", type=int, default=0, help="draw this many cases at random (0: every case)")
@@ -166,13 +170,13 @@ def main(args=None) -> None:
           f" x {len(grid.datasets)} datasets ({', '.join(grid.datasets)}) x {len(grid.seeds)} seeds; "
           f"{len(chosen)} cases of >= {args.min_templates} templates, >= 1 dataset, >= {args.min_seeds} seeds; "
           f"rungs {args.rungs}")
-    print("margin | same as full | same or tied on test | epochs spent | seconds spent | cases with a stop | "
+    print("margin | eta | same as full | same or tied on test | epochs spent | seconds spent | cases with a stop | "
           "worst regret (its 95% half-width)")
-    for margin in args.margins:
-        found = summary(grid, chosen, Settings(tuple(args.rungs), margin, (), args.seed))
+    for margin, eta in itertools.product(args.margins, args.etas):
+        found = summary(grid, chosen, Settings(tuple(args.rungs), margin, (), args.seed, eta))
         worst = found["worst"]
-        print(f"{margin:6.1f} | {found['same']:11.1%} | {found['agreeing']:20.1%} | {found['epochs']:12.1%} | "
-              f"{found['seconds']:13.1%} | {found['stopped_any']:17.1%} | {worst.regret:.2f} points "
+        print(f"{margin:6.1f} | {eta:3d} | {found['same']:11.1%} | {found['agreeing']:20.1%} | "
+              f"{found['epochs']:12.1%} | {found['seconds']:13.1%} | {found['stopped_any']:17.1%} | {worst.regret:.2f} points "
               f"({worst.half_width:.2f}): {worst.raced} instead of {worst.full} on "
               f"{'+'.join(found['worst_case'].datasets)}, seeds {list(found['worst_case'].seeds)}")
         print("       stopped: " + ", ".join(f"{t} in {n} of {m} cases" for t, (n, m) in found["stops"].items()))

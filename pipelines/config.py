@@ -113,11 +113,11 @@ class Params:
     speed: dict                    # warmup, repeats (latency), throughput_seconds
     confidence: dict               # resamples, seed: the bootstrap over test images (pipelines/confidence.py)
     deploy: dict                   # precision, latency_budget_ms, timing: where the recommendation is for
-    race: dict                     # enabled, rung, margin, keep: racing the templates (pipelines/racing.py)
+    race: dict                     # enabled, rung, margin, keep, eta: racing the templates (pipelines/racing.py)
 
 
 # What a params.yaml without `race` (or without its optional keys) means: no race.
-RACE_OFF = {"enabled": False, "rung": 0.5, "margin": 0.0, "keep": []}
+RACE_OFF = {"enabled": False, "rung": 0.5, "margin": 0.0, "keep": [], "eta": 1}
 
 # Params fields whose params.yaml key differs from their name (what dvc.yaml's `params` lists).
 YAML_KEYS = {"run_templates": "run.templates", "run_datasets": "run.datasets", "run_seeds": "run.seeds"}
@@ -287,9 +287,10 @@ SCHEMA = Section({
         "rung": number("in (0, 1): the share of each template's epochs trained before the verdict",
                        lambda v: 0 < v < 1),
         "margin": NON_NEGATIVE,
+        "eta": whole(1),
         "keep": Rule("a list of template names ([] for none)",
                      lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v)),
-    }, optional=("margin", "keep")),
+    }, optional=("margin", "keep", "eta")),
     "demo": Section({"seed": whole(0), "cityscapes": Section({"train": whole(1), "val": whole(1)}),
                      "cityscapes_small": Section({"train": whole(1), "val": whole(1)}),
                      "pets": Section({"trainval": whole(1), "test": whole(1)}),

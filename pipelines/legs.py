@@ -17,8 +17,9 @@ model:
     metrics/<cell>/*.jpg                    a picture saying so
 
 The record: stopped_at_epoch, of_epochs (the template's schedule), rung, leader, behind (the paired difference
-leader - template on the validation average, with its 95% interval: what decided), and where the rung's
-checkpoint is.
+leader - template on the validation average, with its 95% interval), why (pipelines.racing's BEHIND: that
+interval lies above the margin; HALVING: not among the best at the rung, for budget), place and of (its place by
+validation average among the templates at the rung), and where the rung's checkpoint is.
 """
 
 import json

@@ -7,14 +7,18 @@ replicates over the validation images (pipelines.training records both every epo
 every cell of a dataset). The templates are compared as the report compares test numbers (pipelines.comparison:
 replicates paired over images, the seeds' training noise pooled over templates and datasets): on the average over
 datasets, a template is stopped when the leader's paired 95% interval of (leader - template) lies wholly above
-`margin` points. Templates listed in `keep` always go on, and so does a template whose whole schedule is within the
-rung (nothing of its training is left to save). The test split plays no part.
+`margin` points ("behind"). A race that must also save on templates the noise cannot separate halves them, as
+successive halving (ASHA, OTX's HPO) does: with `eta` above 1, at most ceil(n / eta) of the n templates at a rung go
+on, the best by validation average ("halving": a stop for budget, not a finding that the template is worse).
+Templates listed in `keep` always go on, and so does a template whose whole schedule is within the rung (nothing of
+its training is left to save). The test split plays no part.
 
 Nothing here trains: `race` replays the policy over recorded curves, as the pipeline applies it at its rung
 (stages/race.py, on the records of every cell trained to the rung) and as benchmarks/racing.py replays it over a
 finished grid.
 """
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,12 +42,14 @@ class Settings:
     margin: float = 0.0     # points: stopped when the whole interval of (leader - template) is above it
     keep: tuple = ()        # templates that run to the end whatever happens
     seed: int = 0           # the comparison's seed (confidence.seed)
+    eta: int = 1            # at each rung at most ceil(n / eta) of its n templates go on, the best (1: no limit)
 
 
 @dataclass(frozen=True)
 class Standing:
     """A template at a rung: the epoch it reached, its validation average over datasets with its interval, and
-    its paired difference from the leader (None for the leader itself)."""
+    its paired difference from the leader (None for the leader itself), its place by average (0: the leader) and
+    why it stopped (BEHIND or HALVING; None: it goes on)."""
     template: str
     epoch: int
     average: float
@@ -51,6 +57,12 @@ class Standing:
     high: float
     behind: dict | None
     stopped: bool
+    place: int = 0
+    why: str | None = None
+
+
+BEHIND = "behind"      # stopped: behind the leader beyond both noises (and the margin)
+HALVING = "halving"    # stopped: not among the best ceil(n / eta) at the rung, for budget
 
 
 @dataclass
@@ -65,7 +77,8 @@ class Race:
 
 def settings(race_params: dict, seed: int) -> Settings:
     """The pipeline's race (params.yaml's `race`, one rung) with the comparisons' seed (confidence.seed)."""
-    return Settings((race_params["rung"],), float(race_params["margin"]), tuple(race_params["keep"]), seed)
+    return Settings((race_params["rung"],), float(race_params["margin"]), tuple(race_params["keep"]), seed,
+                    int(race_params.get("eta", 1)))
 
 
 def curve(validation: dict) -> list:
@@ -92,6 +105,17 @@ def standings(curves: dict, templates: list, datasets: list, seeds: list, reache
     return Comparison(measured, templates, datasets, seed)
 
 
+def stop_reason(template: str, behind: dict | None, place: int, quota: int, trained: int, epochs: int,
+                settings: Settings) -> str | None:
+    """Why `template` stops at a rung (BEHIND, HALVING), or None: the leader, a kept template and one whose whole
+    schedule is within the rung (no training left to save) go on."""
+    if behind is None or template in settings.keep or trained >= epochs:
+        return None
+    if behind["low"] > settings.margin:
+        return BEHIND
+    return HALVING if place >= quota else None
+
+
 def race(curves: dict, templates: list, datasets: list, seeds: list, epochs: dict, settings: Settings) -> Race:
     """Replays the race over recorded `curves` of every template x dataset x seed; `epochs`: each template's
     schedule ({template: epochs})."""
@@ -101,17 +125,17 @@ def race(curves: dict, templates: list, datasets: list, seeds: list, epochs: dic
             break
         reached = {t: rung_epoch(fraction, epochs[t]) for t in alive}
         compared = standings(curves, alive, datasets, seeds, reached, settings.seed)
-        leader = max(alive, key=lambda t: compared.point(t, "average"))
+        order = sorted(alive, key=lambda t: -compared.point(t, "average"))   # stable: ties keep the selection order
+        quota = math.ceil(len(alive) / settings.eta)
         rows = []
         for template in alive:
-            behind = None if template == leader else compared.difference(leader, template, "average")
-            # A template whose whole schedule fits in the rung has no training left to save: it finishes.
-            stop = behind is not None and template not in settings.keep and behind["low"] > settings.margin \
-                and reached[template] < epochs[template]
+            place = order.index(template)
+            behind = None if place == 0 else compared.difference(order[0], template, "average")
+            why = stop_reason(template, behind, place, quota, reached[template], epochs[template], settings)
             low, high = compared.interval(template, "average")
             rows.append(Standing(template, reached[template], compared.point(template, "average"), low, high,
-                                 behind, stop))
-            if stop:
+                                 behind, why is not None, place, why))
+            if why:
                 outcome.stopped[template] = reached[template]
         outcome.rungs.append((fraction, rows))
         alive = [t for t in alive if t not in outcome.stopped]
@@ -122,12 +146,14 @@ def race(curves: dict, templates: list, datasets: list, seeds: list, epochs: dic
 def verdict(outcome: Race, template: str, epochs: int) -> dict:
     """What the race decided for `template` (of `epochs` epochs), as the stage after its rung reads it: for a
     template that goes on, only that (so that another template's numbers changing does not rerun its training);
-    for a stopped one, pipelines.stopped's record: where, of how many epochs, behind whom and by how much."""
+    for a stopped one, pipelines.stopped's record: where, of how many epochs, behind whom and by how much, why
+    (BEHIND or HALVING) and its place among the templates at that rung."""
     if template not in outcome.stopped:
         return {"template": template, "continues": True}
     fraction, rows = next((f, rows) for f, rows in outcome.rungs if any(r.template == template and r.stopped
                                                                         for r in rows))
     leader = next(r.template for r in rows if r.behind is None)
-    behind = next(r.behind for r in rows if r.template == template)
+    row = next(r for r in rows if r.template == template)
     return {"template": template, "stopped_at_epoch": outcome.stopped[template], "of_epochs": epochs,
-            "rung": fraction, "leader": leader, "behind": {k: round(float(v), 3) for k, v in behind.items()}}
+            "rung": fraction, "leader": leader, "behind": {k: round(float(v), 3) for k, v in row.behind.items()},
+            "why": row.why, "place": row.place + 1, "of": len(rows)}

@@ -60,7 +60,7 @@ def main(args=None) -> None:
                       f"{row.average:.2f} [{row.low:.2f}, {row.high:.2f}]"
                       + (f", {row.behind['difference']:.2f} [{row.behind['low']:.2f}, {row.behind['high']:.2f}] "
                          "behind the leader" if row.behind else ", the leader"))
-    print(f"{args.template}: " + ("stopped" if "stopped_at_epoch" in found else "goes on"))
+    print(f"{args.template}: " + (f"stopped ({found['why']})" if "stopped_at_epoch" in found else "goes on"))
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ def after_the_rung(spec, args) -> None:
         copy_rung_records(args.rung, args.metrics, record)
         print(f"{args.template} {legs.describe(record)} by the race: {record['behind']['difference']:.2f} points "
               f"[{record['behind']['low']:.2f}, {record['behind']['high']:.2f}] behind {record['leader']} on the "
-              "validation average; not trained further")
+              f"validation average ({record.get('why', 'behind')}); not trained further")
     elif (args.rung / cells.MODEL_FILE).is_file():  # the whole schedule fit in the first leg (or it stopped early)
         args.out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(args.rung / cells.MODEL_FILE, args.out / cells.MODEL_FILE)

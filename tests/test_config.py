@@ -161,8 +161,10 @@ def test_a_wrong_value_is_named_with_what_would_be_right(tmp_path, change, messa
 
 def test_without_a_race_section_nothing_races(tmp_path):
     params = load_params(edited(tmp_path, lambda p: p.pop("race")))
-    assert params.race == {"enabled": False, "rung": 0.5, "margin": 0.0, "keep": []}
-    assert load_params(ROOT / "params.yaml").race == {"enabled": True, "rung": 0.5, "margin": 0.0, "keep": []}
+    assert params.race == {"enabled": False, "rung": 0.5, "margin": 0.0, "keep": [], "eta": 1}
+    assert load_params(ROOT / "params.yaml").race == {"enabled": True, "rung": 0.5, "margin": 0.0, "eta": 1, "keep": []}
+    assert any("race.eta" in line and "a whole number >= 1" in line
+               for line in refusal(tmp_path, lambda p: p["race"].update(eta=0)))
 
 
 def test_every_problem_is_reported_at_once_one_line_each(tmp_path):

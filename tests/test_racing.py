@@ -43,7 +43,7 @@ def curves_for(shapes: dict) -> dict:
             for d in DATASETS for s in SEEDS}
 
 
-EPOCH_COUNTS = {t: EPOCHS for t in ("leader", "close", "behind", "late")}
+EPOCH_COUNTS = {t: EPOCHS for t in ("leader", "close", "third", "behind", "late")}
 
 
 def test_rung_epoch_is_a_share_of_each_templates_own_schedule():
@@ -90,6 +90,32 @@ def test_the_verdict_of_a_template_that_goes_on_holds_nothing_the_others_measure
     assert stopped["rung"] == 0.5 and stopped["behind"]["low"] > 0 and set(stopped["behind"]) == {
         "difference", "low", "high", "p_better"}
     assert json.loads(json.dumps(stopped)) == stopped  # what stages/race.py writes
+
+
+def test_halving_stops_the_tied_beyond_the_best_ceil_n_over_eta_and_says_so():
+    curves = curves_for({"leader": (30, 60), "close": (29, 59.5), "third": (29.5, 60), "behind": (5, 20)})
+    four = ["leader", "close", "third", "behind"]
+    statistical = race(curves, four, DATASETS, SEEDS, EPOCH_COUNTS, Settings((0.08, 0.25)))
+    halved = race(curves, four, DATASETS, SEEDS, EPOCH_COUNTS, Settings((0.08, 0.25), eta=2))
+    assert statistical.stopped == {"behind": 1}   # eta 1: the tied ones go on
+    first = {r.template: r for r in halved.rungs[0][1]}
+    assert first["behind"].why == "behind"        # beyond the noise, whatever its place
+    kept = {t for t, r in first.items() if not r.stopped}
+    assert len(kept) == 2 and first[min(kept, key=lambda t: first[t].place)].place == 0   # ceil(4 / 2) go on
+    (dropped,) = set(four) - kept - {"behind"}
+    assert first[dropped].why == "halving" and first[dropped].place == 2 and not first[dropped].behind["low"] > 0
+    assert len(halved.finishers) == 1 and len(halved.rungs[1][1]) == 2   # ceil(2 / 2) after the second rung
+    record = verdict(halved, dropped, EPOCHS)
+    assert record["why"] == "halving" and (record["place"], record["of"]) == (3, 4)
+
+
+def test_halving_spares_kept_templates_and_a_schedule_within_the_rung():
+    curves = curves_for({"leader": (30, 60), "close": (29, 59.5), "third": (29.5, 60)})
+    three = ["leader", "close", "third"]
+    outcome = race(curves, three, DATASETS, SEEDS, EPOCH_COUNTS, Settings((0.25,), keep=("third",), eta=3))
+    assert set(outcome.finishers) >= {"third"} and len(outcome.stopped) == 1
+    short = race(curves, three, DATASETS, SEEDS, {"leader": EPOCHS, "close": 1, "third": 1}, Settings((0.25,), eta=3))
+    assert short.stopped == {}
 
 
 def test_with_one_seed_only_the_validation_images_separate():
@@ -146,9 +172,13 @@ def test_a_late_starter_stopped_too_early_shows_as_regret(tmp_path):
 def test_the_replay_prints_its_table(tmp_path, capsys):
     root = write_grid(tmp_path / "metrics", {"leader": (30, 60), "close": (29, 59.5), "behind": (5, 20)},
                       {"leader": 60, "close": 59.5, "behind": 20})
-    replay.main(["--metrics", str(root), "--margins", "0", "2"])
+    replay.main(["--metrics", str(root), "--margins", "0", "2", "--etas", "1", "3"])
     out = capsys.readouterr().out
-    assert "3 cases" in out and out.count("stopped: behind in 3 of 3 cases") == 2
+    assert "3 cases" in out and out.count("stopped: behind in 3 of 3 cases") == 4
+    rows = [line for line in out.splitlines() if line.startswith(("   0.0 |", "   2.0 |"))]
+    assert [row.split("|")[1].strip() for row in rows] == ["1", "3", "1", "3"]
+    with_halving = [line for line in out.splitlines() if "stopped:" in line][1]
+    assert "close in 3 of 3 cases" in with_halving   # eta 3: one of three goes on; close is tied, and second
 
 
 def test_a_folder_without_validation_records_is_named(tmp_path):

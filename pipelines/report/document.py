@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pipelines import legs
+from pipelines import legs, racing
 from pipelines.cells import ERRORS_PICTURE_FILE, PICTURE_FILE
 from pipelines.comparison import Comparison
 from pipelines.decision import Decision
@@ -57,7 +57,8 @@ def race_section(inputs: Inputs) -> dict:
     if inputs.raced is None or not inputs.raced.rungs:
         return {"race": "Fewer than two templates have reached the rung on every dataset and seed: nothing was raced."}
     keep = f" Kept to the end whatever happens (`race.keep`): {', '.join(race['keep'])}." if race["keep"] else ""
-    lines = [RACE.format(rung=race["rung"], margin=race["margin"]) + keep,
+    halving = HALVING.format(eta=race["eta"]) if race.get("eta", 1) > 1 else ""
+    lines = [RACE.format(rung=race["rung"], margin=race["margin"]) + halving + keep,
              shown(inputs, text.race_table(tables.race_standings(inputs.raced, tuple(race["keep"]), race["margin"])),
                    floatfmt=".3f")]
     spent = tables.race_spent(inputs.every_long, inputs.stopped)
@@ -66,7 +67,9 @@ def race_section(inputs: Inputs) -> dict:
                                   seconds_share=spent["seconds"] / spent["full_seconds"]))
     for template, record in inputs.stopped.items():
         behind = record["behind"]
-        lines.append(f"- **{template}** {legs.describe(record)}: {behind['difference']:.2f} points "
+        why = (f", for budget (halving: place {record['place']} of {record['of']} at the rung, not separated from "
+               "the leader)" if record.get("why") == racing.HALVING else "")
+        lines.append(f"- **{template}** {legs.describe(record)}{why}: {behind['difference']:.2f} points "
                      f"[{behind['low']:.2f}, {behind['high']:.2f}] behind {record['leader']} on the validation average "
                      f"(P {behind['p_better']:.3f}). Revive it by training on from its rung checkpoint "
                      f"(`race/rung/<cell>/resume.pt`): `dvc exp run -S 'race.keep=[{template}]'`.")
@@ -79,6 +82,9 @@ RACE = ("Each template first trained {rung:.0%} of its own schedule (rounded up)
         "validation images' resamples, with the seeds' training noise, as the test numbers are compared below. A "
         "template is stopped when the paired 95% interval of (leader - template) lies wholly above {margin:g} points; "
         "a stopped template trains no further and is neither evaluated on test, exported nor validated.")
+HALVING = (" Then, for budget, halving (`race.eta: {eta}`): of the n templates still in the race, only the best "
+           "ceil(n / {eta}) by validation average go on, so a template the noise cannot separate from the leader may be "
+           "stopped too (successive halving, as ASHA does; the report marks those stops).")
 SPENT = ("Training spent: **{epochs} of {full_epochs} epochs ({share:.0%})** of the full grid's, {seconds:.0f} s of "
          "about {full_seconds:.0f} s ({seconds_share:.0%}; a stopped cell's remaining epochs estimated at its own "
          "pace); "
@@ -232,9 +238,13 @@ def _number(value):
 
 
 def race_summary(inputs: Inputs) -> dict:
-    """summary.json's race: on or off, the rung, who stopped at which epoch, and the training it spent."""
-    found = {"enabled": inputs.race["enabled"], "rung": inputs.race["rung"] if inputs.race["enabled"] else None,
-             "stopped": {t: r[legs.STOPPED] for t, r in inputs.stopped.items()}}
+    """summary.json's race: on or off, the rung and eta, who stopped at which epoch and why, and the training it
+    spent."""
+    enabled = inputs.race["enabled"]
+    found = {"enabled": enabled, "rung": inputs.race["rung"] if enabled else None,
+             "eta": inputs.race.get("eta", 1) if enabled else None,
+             "stopped": {t: r[legs.STOPPED] for t, r in inputs.stopped.items()},
+             "why": {t: r.get("why", racing.BEHIND) for t, r in inputs.stopped.items()}}
     spent = tables.race_spent(inputs.every_long, inputs.stopped) if inputs.race["enabled"] else {}
     if spent:
         found.update(epochs_spent=spent["epochs"], epochs_full=spent["full_epochs"],

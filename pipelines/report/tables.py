@@ -4,6 +4,7 @@ numbers (pipelines.report.text formats them once, at the end)."""
 import numpy as np
 import pandas as pd
 
+from pipelines import racing
 from pipelines.cells import PYTORCH, precision_of
 from pipelines.comparison import Comparison
 from pipelines.confidence import interval, win_share
@@ -377,7 +378,9 @@ def race_standings(outcome, keep: tuple, margin: float) -> pd.DataFrame:
         for row in standings:
             behind = row.behind or {}
             beyond = behind.get("low", 0) > margin
-            verdict = ("leader" if row.behind is None else "stopped" if row.stopped else "goes on" if not beyond else
+            verdict = ("leader" if row.behind is None else
+                       f"stopped: halving (place {row.place + 1} of {len(standings)})" if row.why == racing.HALVING else
+                       "stopped: behind" if row.stopped else "goes on" if not beyond else
                        "kept (race.keep)" if row.template in keep else "finishes (its whole schedule is in the rung)")
             rows.append({"rung": fraction, "template": row.template, "epoch": row.epoch, "average": row.average,
                          "low": row.low, "high": row.high, "behind": behind.get("difference", np.nan),

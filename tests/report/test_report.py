@@ -343,7 +343,7 @@ def test_ap_by_object_size_with_both_noises_and_the_small_gap_that_separates(met
 RACE = {"enabled": True, "rung": 0.5, "margin": 0.0, "keep": []}
 
 
-def write_raced(root, late_at: float):
+def write_raced(root, late_at: float, why: dict | None = None):
     """Validation records and recipes (4 epochs) for fast and slow, and a third template, `late`, that the race
     stopped at epoch 2 of 4 with validation mAP `late_at`: its cells hold what a stopped cell's stages write."""
     spread = np.linspace(-2, 2, 101)
@@ -361,7 +361,7 @@ def write_raced(root, late_at: float):
                 if template == "late":
                     record = {"template": "late", "stopped_at_epoch": 2, "of_epochs": 4, "rung": 0.5,
                               "leader": "slow", "behind": {"difference": 45.0, "low": 40.0, "high": 50.0,
-                                                           "p_better": 1.0}}
+                                                           "p_better": 1.0}, **(why or {})}
                     write_json(folder / cells.TRAINING_FILE, {"best_epoch": 2, "best_val_segm_map": level,
                                                               "epochs_run": 2, "epochs": 4, "train_seconds": 6.0,
                                                               **record})
@@ -379,7 +379,7 @@ def test_a_template_the_race_stopped_is_listed_as_stopped_in_every_table_and_the
     race = markdown.split("## The race\n", 1)[1].split("\n## ", 1)[0]
     # Replayed from the validation records: late is behind slow beyond both noises at epoch 2 of 4.
     late = [c.strip() for c in next(line for line in race.splitlines() if "| late " in line).strip("|").split("|")]
-    assert late[:3] == ["50%", "late", "2"] and late[-1] == "stopped" and late[4].startswith("+")
+    assert late[:3] == ["50%", "late", "2"] and late[-1] == "stopped: behind" and late[4].startswith("+")
     # 8 finishing cells x 3 epochs + 4 stopped cells x 2, against 8 x 3 + 4 x 4
     assert "Training spent: **32 of 40 epochs (80%)**" in race and "4 of 12 cells were stopped" in race
     assert "`dvc exp run -S 'race.keep=[late]'`" in race
@@ -388,11 +388,25 @@ def test_a_template_the_race_stopped_is_listed_as_stopped_in_every_table_and_the
     advice = markdown.split("## Recommendation\n", 1)[1].split("\n## ", 1)[0]
     assert "**Fine-tune `slow`**" in advice and "The race stopped `late` (stopped at epoch 2 of 4" in advice
     summary = json.loads((tmp_path / "reports" / "summary.json").read_text())
-    assert summary["race"] == {"enabled": True, "rung": 0.5, "stopped": {"late": 2}, "epochs_spent": 32,
-                               "epochs_full": 40, "epochs_share": 0.8}
+    assert summary["race"] == {"enabled": True, "rung": 0.5, "eta": 1, "stopped": {"late": 2},
+                               "why": {"late": "behind"}, "epochs_spent": 32, "epochs_full": 40, "epochs_share": 0.8}
     csv = pd.read_csv(tmp_path / "reports" / "benchmark.csv")
     assert set(csv[csv["template"] == "late"]["stopped_at_epoch"]) == {2}  # the stopped cells, with what was measured
     assert "late" not in summary and summary["recommended"]["template"] == "slow"
+
+
+def test_a_stop_for_budget_is_marked_as_halving_not_as_behind(metrics, tmp_path):
+    # late is 0.5 points under fast and slow, within the noise; with eta 2 only ceil(3 / 2) go on
+    write_raced(metrics / "metrics", late_at=49.5, why={"why": "halving", "place": 3, "of": 3})
+    found = inputs(metrics / "metrics", metrics / "stats", TEMPLATES + ["late"], DATASETS, SEEDS, ["fp32"], 0, "fp32",
+                   race={**RACE, "eta": 2})
+    publish(tmp_path / "reports", *document.build(found))
+    race = (tmp_path / "reports" / "benchmark.md").read_text().split("## The race\n", 1)[1].split("\n## ", 1)[0]
+    late = [c.strip() for c in next(line for line in race.splitlines() if "| late " in line).strip("|").split("|")]
+    assert late[-1] == "stopped: halving (place 3 of 3)" and "halving (`race.eta: 2`)" in race
+    assert "for budget (halving: place 3 of 3 at the rung, not separated from the leader)" in race
+    summary = json.loads((tmp_path / "reports" / "summary.json").read_text())["race"]
+    assert summary["eta"] == 2 and summary["why"] == {"late": "halving"}
 
 
 def test_without_a_race_the_report_says_so_and_its_tables_are_as_before(metrics, tmp_path):
@@ -400,4 +414,4 @@ def test_without_a_race_the_report_says_so_and_its_tables_are_as_before(metrics,
     markdown = (tmp_path / "reports" / "benchmark.md").read_text()
     assert "The race is off (`race.enabled: false`)" in markdown and "stopped at epoch" not in markdown
     assert json.loads((tmp_path / "reports" / "summary.json").read_text())["race"] == {
-        "enabled": False, "rung": None, "stopped": {}}
+        "enabled": False, "rung": None, "eta": None, "stopped": {}, "why": {}}
