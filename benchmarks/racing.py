@@ -153,7 +153,7 @@ def parser() -> argparse.ArgumentParser:
                    help="points; one replay per margin (a template is stopped when the whole paired interval of "
                         "leader minus it is above the margin)")
     p.add_argument("--etas", type=int, nargs="+", default=[1, 2, 3],
-                   help="one replay per eta and margin: at each rung at most ceil(n / eta) of its n templates go on "
+                   help="one replay per eta and margin: at each rung only the best ceil(n / eta) of its n templates go on "
                         "(1: no halving)")
     p.add_argument("--min-templates", type=int, default=3)
     p.add_argument("--min-seeds", type=int, default=2)

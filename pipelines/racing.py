@@ -8,8 +8,9 @@ every cell of a dataset). The templates are compared as the report compares test
 replicates paired over images, the seeds' training noise pooled over templates and datasets): on the average over
 datasets, a template is stopped when the leader's paired 95% interval of (leader - template) lies wholly above
 `margin` points ("behind"). A race that must also save on templates the noise cannot separate halves them, as
-successive halving (ASHA, OTX's HPO) does: with `eta` above 1, at most ceil(n / eta) of the n templates at a rung go
-on, the best by validation average ("halving": a stop for budget, not a finding that the template is worse).
+successive halving (ASHA, OTX's HPO) does: with `eta` above 1, of the n templates at a rung only the best
+ceil(n / eta) by validation average go on, and any equal to the last of them ("halving": a stop for budget, not a
+finding that the template is worse; a rung where all are equal, as at 0 in a warm-up, cuts nothing).
 Templates listed in `keep` always go on, and so does a template whose whole schedule is within the rung (nothing of
 its training is left to save). The test split plays no part.
 
@@ -42,7 +43,7 @@ class Settings:
     margin: float = 0.0     # points: stopped when the whole interval of (leader - template) is above it
     keep: tuple = ()        # templates that run to the end whatever happens
     seed: int = 0           # the comparison's seed (confidence.seed)
-    eta: int = 1            # at each rung at most ceil(n / eta) of its n templates go on, the best (1: no limit)
+    eta: int = 1            # at each rung only the best ceil(n / eta) of its n templates go on (1: no limit)
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def standings(curves: dict, templates: list, datasets: list, seeds: list, reache
     return Comparison(measured, templates, datasets, seed)
 
 
-def stop_reason(template: str, behind: dict | None, place: int, quota: int, trained: int, epochs: int,
+def stop_reason(template: str, behind: dict | None, below_the_cut: bool, trained: int, epochs: int,
                 settings: Settings) -> str | None:
     """Why `template` stops at a rung (BEHIND, HALVING), or None: the leader, a kept template and one whose whole
     schedule is within the rung (no training left to save) go on."""
@@ -113,7 +114,7 @@ def stop_reason(template: str, behind: dict | None, place: int, quota: int, trai
         return None
     if behind["low"] > settings.margin:
         return BEHIND
-    return HALVING if place >= quota else None
+    return HALVING if below_the_cut else None
 
 
 def race(curves: dict, templates: list, datasets: list, seeds: list, epochs: dict, settings: Settings) -> Race:
@@ -126,12 +127,15 @@ def race(curves: dict, templates: list, datasets: list, seeds: list, epochs: dic
         reached = {t: rung_epoch(fraction, epochs[t]) for t in alive}
         compared = standings(curves, alive, datasets, seeds, reached, settings.seed)
         order = sorted(alive, key=lambda t: -compared.point(t, "average"))   # stable: ties keep the selection order
-        quota = math.ceil(len(alive) / settings.eta)
+        # Halving's cut: the average of the last template that goes on. One equal to it is not cut (a rung where
+        # every template is still at 0, as in a warm-up, cuts nothing).
+        cut = compared.point(order[math.ceil(len(alive) / settings.eta) - 1], "average")
         rows = []
         for template in alive:
             place = order.index(template)
             behind = None if place == 0 else compared.difference(order[0], template, "average")
-            why = stop_reason(template, behind, place, quota, reached[template], epochs[template], settings)
+            why = stop_reason(template, behind, compared.point(template, "average") < cut, reached[template],
+                              epochs[template], settings)
             low, high = compared.interval(template, "average")
             rows.append(Standing(template, reached[template], compared.point(template, "average"), low, high,
                                  behind, why is not None, place, why))

@@ -118,6 +118,13 @@ def test_halving_spares_kept_templates_and_a_schedule_within_the_rung():
     assert short.stopped == {}
 
 
+def test_halving_cuts_nothing_where_the_templates_are_equal_as_in_a_warm_up():
+    flat = [Epoch(e, 0.0, np.zeros(RESAMPLES), 1.0) for e in range(1, EPOCHS + 1)]
+    curves = {(t, d, s): flat for t in ("leader", "close", "third") for d in DATASETS for s in SEEDS}
+    outcome = race(curves, ["leader", "close", "third"], DATASETS, SEEDS, EPOCH_COUNTS, Settings((0.25,), eta=3))
+    assert outcome.stopped == {} and len(outcome.finishers) == 3
+
+
 def test_with_one_seed_only_the_validation_images_separate():
     curves = curves_for({"leader": (30, 60), "behind": (5, 20)})
     outcome = race(curves, ["leader", "behind"], DATASETS, [0], EPOCH_COUNTS, Settings((0.25,)))

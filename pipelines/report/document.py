@@ -83,8 +83,9 @@ RACE = ("Each template first trained {rung:.0%} of its own schedule (rounded up)
         "template is stopped when the paired 95% interval of (leader - template) lies wholly above {margin:g} points; "
         "a stopped template trains no further and is neither evaluated on test, exported nor validated.")
 HALVING = (" Then, for budget, halving (`race.eta: {eta}`): of the n templates still in the race, only the best "
-           "ceil(n / {eta}) by validation average go on, so a template the noise cannot separate from the leader may be "
-           "stopped too (successive halving, as ASHA does; the report marks those stops).")
+           "ceil(n / {eta}) by validation average (and any equal to the last of them) go on, so a template the noise "
+           "cannot separate from the leader may be stopped too (successive halving, as ASHA does; the report marks "
+           "those stops).")
 SPENT = ("Training spent: **{epochs} of {full_epochs} epochs ({share:.0%})** of the full grid's, {seconds:.0f} s of "
          "about {full_seconds:.0f} s ({seconds_share:.0%}; a stopped cell's remaining epochs estimated at its own "
          "pace); "
