@@ -33,7 +33,7 @@ import yaml
 
 from pipelines import cells
 from pipelines.comparison import Comparison, Measured
-from pipelines.racing import Settings, curve, race
+from pipelines.racing import Settings, curve, kept_by, race
 from pipelines.report.collect import measured
 
 
@@ -129,6 +129,34 @@ def replay(grid: Grid, case: Case, settings: Settings) -> Outcome:
                    dict(raced.stopped))
 
 
+def floor(grid: Grid, case: Case) -> tuple:
+    """(epoch, epochs spent, the full grid's) of the cheapest race that decides anything on `case`: every template
+    trains to the first epoch at which the templates' validation averages differ (a warm-up that detects nothing
+    tells none apart), then one alone trains on to the longest schedule. No policy that looks at validation mAP
+    spends less; with no such epoch, the whole grid."""
+    cells_per_template = len(case.datasets) * len(case.seeds)
+    schedules = {t: grid.epochs[t] for t in case.templates}
+    total = sum(schedules.values()) * cells_per_template
+    for epoch in range(1, max(schedules.values())):
+        averages = {round(float(np.mean([kept_by(grid.curves[(t, d, s)], min(epoch, schedules[t])).segm_map
+                                         for d in case.datasets for s in case.seeds])), 6) for t in case.templates}
+        if len(averages) > 1:
+            spent = sum(min(epoch, e) for e in schedules.values()) + max(schedules.values()) - epoch
+            return epoch, spent * cells_per_template, total
+    return None, total, total
+
+
+def floor_line(grid: Grid, chosen: list) -> str:
+    """The floor over the cases, as the replay prints it."""
+    floors = [floor(grid, c) for c in chosen]
+    decided = sorted(e for e, _, _ in floors if e is not None)
+    where = f"epoch {decided[len(decided) // 2]} in the median case, {decided[0]}-{decided[-1]} over the cases" \
+        if decided else "no epoch in any case"
+    share = sum(s for _, s, _ in floors) / sum(t for _, _, t in floors)
+    return (f"floor: keeping one template after the first epoch where the templates' validation averages differ "
+            f"({where}) would spend {share:.1%} of the epochs: no race that reads validation mAP spends less")
+
+
 def summary(grid: Grid, chosen: list, settings: Settings) -> dict:
     outcomes = [replay(grid, c, settings) for c in chosen]
     worst = max(range(len(outcomes)), key=lambda i: outcomes[i].regret)
@@ -153,8 +181,8 @@ def parser() -> argparse.ArgumentParser:
                    help="points; one replay per margin (a template is stopped when the whole paired interval of "
                         "leader minus it is above the margin)")
     p.add_argument("--etas", type=int, nargs="+", default=[1, 2, 3],
-                   help="one replay per eta and margin: at each rung only the best ceil(n / eta) of its n templates go on "
-                        "(1: no halving)")
+                   help="one replay per eta and margin: at each rung only the best ceil(n / eta) of its n templates "
+                        "go on (1: no halving)")
     p.add_argument("--min-templates", type=int, default=3)
     p.add_argument("--min-seeds", type=int, default=2)
     p.add_argument("--cases", type=int, default=0, help="draw this many cases at random (0: every case)")
@@ -170,13 +198,15 @@ def main(args=None) -> None:
           f" x {len(grid.datasets)} datasets ({', '.join(grid.datasets)}) x {len(grid.seeds)} seeds; "
           f"{len(chosen)} cases of >= {args.min_templates} templates, >= 1 dataset, >= {args.min_seeds} seeds; "
           f"rungs {args.rungs}")
+    print(floor_line(grid, chosen))
     print("margin | eta | same as full | same or tied on test | epochs spent | seconds spent | cases with a stop | "
           "worst regret (its 95% half-width)")
     for margin, eta in itertools.product(args.margins, args.etas):
         found = summary(grid, chosen, Settings(tuple(args.rungs), margin, (), args.seed, eta))
         worst = found["worst"]
         print(f"{margin:6.1f} | {eta:3d} | {found['same']:11.1%} | {found['agreeing']:20.1%} | "
-              f"{found['epochs']:12.1%} | {found['seconds']:13.1%} | {found['stopped_any']:17.1%} | {worst.regret:.2f} points "
+              f"{found['epochs']:12.1%} | {found['seconds']:13.1%} | {found['stopped_any']:17.1%} | "
+              f"{worst.regret:.2f} points "
               f"({worst.half_width:.2f}): {worst.raced} instead of {worst.full} on "
               f"{'+'.join(found['worst_case'].datasets)}, seeds {list(found['worst_case'].seeds)}")
         print("       stopped: " + ", ".join(f"{t} in {n} of {m} cases" for t, (n, m) in found["stops"].items()))

@@ -188,6 +188,17 @@ def test_the_replay_prints_its_table(tmp_path, capsys):
     assert "close in 3 of 3 cases" in with_halving   # eta 3: one of three goes on; close is tied, and second
 
 
+def test_the_floor_keeps_one_template_after_the_first_epoch_that_tells_them_apart(tmp_path):
+    warm = {(t, d, s): [Epoch(e, 0.0 if e <= 2 else float(e + i), np.zeros(RESAMPLES), 1.0) for e in range(1, 13)]
+            for i, t in enumerate(["a", "b", "c"]) for d in DATASETS for s in SEEDS}
+    grid = replay.Grid(["a", "b", "c"], DATASETS, SEEDS, {"a": 12, "b": 12, "c": 12}, warm, {})
+    case = replay.Case(("a", "b", "c"), tuple(DATASETS), tuple(SEEDS))
+    assert replay.floor(grid, case) == (3, (3 * 3 + 9) * 4, 36 * 4)   # 50%: three to epoch 3, one on to 12
+    flat = {k: [Epoch(e.epoch, 0.0, e.replicates, 1.0) for e in v] for k, v in warm.items()}
+    assert replay.floor(replay.Grid(["a", "b", "c"], DATASETS, SEEDS, grid.epochs, flat, {}), case) == (
+        None, 144, 144)
+
+
 def test_a_folder_without_validation_records_is_named(tmp_path):
     with pytest.raises(SystemExit, match="no <template>-<dataset>-seed<n>/validation.json"):
         replay.read_grid(tmp_path)
