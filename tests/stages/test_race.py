@@ -5,6 +5,7 @@ record that evaluate, export and validate pass on without a test look and the re
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -94,3 +95,30 @@ def test_a_stopped_cell_writes_every_output_as_stopped_and_nothing_looks_at_test
     assert legs.read_stopped(project / "race/rung" / name / cells.RESUME_FILE) is None
     torch.save({"model": {}}, project / "real.pt")
     assert legs.read_stopped(project / "real.pt") is None
+
+
+def test_a_halving_race_writes_each_templates_verdict_and_why(tmp_path, tiny_project, monkeypatch):
+    """Three templates tied at the rung (within the validation images' noise), eta 3: the leader goes on, the other
+    two are stopped for budget, each verdict naming its place."""
+    def three(params):
+        params["templates"] = {name: params["templates"]["tiny"] for name in ("a", "b", "c")}
+        params["run"]["templates"] = {"torchvision": ["a", "b", "c"], "mmdet": []}
+        params["race"] = {"enabled": True, "rung": 0.5, "margin": 0.0, "eta": 3, "keep": []}
+    tiny_project(tmp_path, epochs=4, edit=three)
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    for name, level in (("a", 30.0), ("b", 29.8), ("c", 29.6)):
+        rung = tmp_path / "race/rung" / f"{name}-wgisd_5-seed0"
+        rung.mkdir(parents=True)
+        epochs = [{"epoch": e, "segm_map": level * e / 2, "seconds": 1.0,
+                   "replicates": list(level * e / 2 + rng.normal(0, 4, 200))} for e in (1, 2)]
+        (rung / cells.VALIDATION_FILE).write_text(json.dumps({"resamples": 200, "seed": 0, "epochs": epochs}))
+        (rung / cells.TRAINING_FILE).write_text(json.dumps({"epochs": 4}))
+    found = {}
+    for name in ("a", "b", "c"):
+        race.main(["--template", name, "--rungs", "race/rung", "--out", f"race/verdict/{name}.json"])
+        found[name] = json.loads((tmp_path / f"race/verdict/{name}.json").read_text())
+    assert found["a"] == {"template": "a", "continues": True}
+    for name, place in (("b", 2), ("c", 3)):
+        assert found[name]["why"] == "halving" and (found[name]["place"], found[name]["of"]) == (place, 3)
+        assert found[name]["stopped_at_epoch"] == 2 and not found[name]["behind"]["low"] > 0
