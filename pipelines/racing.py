@@ -10,7 +10,8 @@ datasets, a template is stopped when the leader's paired 95% interval of (leader
 `margin` points ("behind"). A race that must also save on templates the noise cannot separate halves them, as
 successive halving (ASHA, OTX's HPO) does: with `eta` above 1, of the n templates at a rung only the best
 ceil(n / eta) by validation average go on, and any equal to the last of them ("halving": a stop for budget, not a
-finding that the template is worse; a rung where all are equal, as at 0 in a warm-up, cuts nothing).
+finding that the template is worse). A rung where the leader's interval still reaches 0 (a warm-up that detects
+nothing yet) cuts nothing.
 Templates listed in `keep` always go on, and so does a template whose whole schedule is within the rung (nothing of
 its training is left to save). The test split plays no part.
 
@@ -127,9 +128,10 @@ def race(curves: dict, templates: list, datasets: list, seeds: list, epochs: dic
         reached = {t: rung_epoch(fraction, epochs[t]) for t in alive}
         compared = standings(curves, alive, datasets, seeds, reached, settings.seed)
         order = sorted(alive, key=lambda t: -compared.point(t, "average"))   # stable: ties keep the selection order
-        # Halving's cut: the average of the last template that goes on. One equal to it is not cut (a rung where
-        # every template is still at 0, as in a warm-up, cuts nothing).
-        cut = compared.point(order[math.ceil(len(alive) / settings.eta) - 1], "average")
+        # Halving's cut: the average of the last template that goes on; one equal to it is not cut. Nothing is cut
+        # at a rung where the leader has not measurably learned (its interval reaches 0, as in a warm-up).
+        cut = compared.point(order[math.ceil(len(alive) / settings.eta) - 1], "average") \
+            if compared.interval(order[0], "average")[0] > 0 else -math.inf
         rows = []
         for template in alive:
             place = order.index(template)

@@ -123,6 +123,11 @@ def test_halving_cuts_nothing_where_the_templates_are_equal_as_in_a_warm_up():
     curves = {(t, d, s): flat for t in ("leader", "close", "third") for d in DATASETS for s in SEEDS}
     outcome = race(curves, ["leader", "close", "third"], DATASETS, SEEDS, EPOCH_COUNTS, Settings((0.25,), eta=3))
     assert outcome.stopped == {} and len(outcome.finishers) == 3
+    # Nor where the leader is above the others by a little but has not measurably learned: its interval reaches 0.
+    barely = {**curves, **{("leader", d, s): [Epoch(e, 0.2 * (s == 0), np.linspace(0, 0.4 * (s == 0), RESAMPLES), 1.0)
+                                              for e in range(1, EPOCHS + 1)] for d in DATASETS for s in SEEDS}}
+    outcome = race(barely, ["leader", "close", "third"], DATASETS, SEEDS, EPOCH_COUNTS, Settings((0.25,), eta=3))
+    assert outcome.rungs[0][1][0].average > 0 and outcome.rungs[0][1][0].low <= 0 and outcome.stopped == {}
 
 
 def test_with_one_seed_only_the_validation_images_separate():
