@@ -61,7 +61,7 @@ compare: $(STAMP)
 # three EfficientNet-Lite sizes, the same Lite0 on MMDetection, and tiny, a ResNet-18 from random weights) x 5
 # datasets x 3 seeds, 12 epochs, validation splits of 35% of the training images; trained and scored on test (no
 # export), with the race off (every cell trains its whole schedule, so the replay has every epoch), as a
-# temporary experiment named race-grid whose outputs stay in DVC's cache (about 80 minutes on 2
+# temporary experiment named race-grid whose outputs stay in DVC's cache (1 h 51 min measured on 2
 # cores). `make race-replay` then brings it into the workspace and replays the race over it.
 RACE_TEMPLATES := tv_lite0 tv_lite1 tv_lite2 tiny mmdet_lite0
 RACE_DATASETS := cityscapes pets pets_half wgisd_1 wgisd_5

@@ -1,6 +1,6 @@
 """Would racing have given the same answer, and for how much of the training? A replay over a finished grid.
 
-    python -m benchmarks.racing --metrics metrics [--rungs 0.08 0.17 0.5] [--margins 0 1] [--etas 1 2 3] [--cases 0]
+    python -m benchmarks.racing --metrics metrics [--rungs 0.08 0.17 0.25 0.5] [--margins 0 1] [--etas 1 2 3] [--cases 0]
 
 Reads any finished benchmark's metrics folder: every cell's per-epoch validation record (validation.json, written
 by the train stage), its recipe as trained (the template's epochs) and its PyTorch test numbers with their
@@ -175,7 +175,7 @@ def summary(grid: Grid, chosen: list, settings: Settings) -> dict:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--metrics", type=Path, default=cells.METRICS, help="a finished benchmark's metrics folder")
-    p.add_argument("--rungs", type=float, nargs="+", default=[0.08, 0.17, 0.5],
+    p.add_argument("--rungs", type=float, nargs="+", default=[0.08, 0.17, 0.25, 0.5],
                    help="fractions of each template's schedule at which the race decides")
     p.add_argument("--margins", type=float, nargs="+", default=[0.0],
                    help="points; one replay per margin (a template is stopped when the whole paired interval of "
