@@ -103,7 +103,9 @@ def test_two_machines_share_one_benchmark_through_the_run_cache(tmp_path):
         killed[-3000:]
     remaining = cell_stages(["mmdet_r18"], [DATASET], ["fp32"]) - finished
     assert remaining, "killed too late: nothing was left to rerun"
+    (b / ".dvc" / "tmp" / "rwlock").write_text("")  # as a kill while DVC rewrites its lock file leaves it
     rerun = run(task, tmp_path, **slurm)
+    assert "removing .dvc/tmp/rwlock: a cancelled run left it torn" in rerun.stdout, rerun.stdout[-3000:]
     # A stage whose command had finished when the kill came is restored from the run-cache, not rerun.
     assert ran_stages(rerun.stdout) | restored_stages(rerun.stdout) == remaining, rerun.stdout[-3000:]
     assert ran_stages(rerun.stdout) and not ran_stages(rerun.stdout) & finished
