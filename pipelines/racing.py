@@ -80,7 +80,7 @@ class Race:
 def settings(race_params: dict, seed: int) -> Settings:
     """The pipeline's race (params.yaml's `race`, one rung) with the comparisons' seed (confidence.seed)."""
     return Settings((race_params["rung"],), float(race_params["margin"]), tuple(race_params["keep"]), seed,
-                    int(race_params.get("eta", 1)))
+                    int(race_params["eta"]))
 
 
 def curve(validation: dict) -> list:

@@ -6,7 +6,7 @@ from pathlib import Path
 from pipelines import cells, racing, tide
 from pipelines.cli import run
 from pipelines.comparison import Comparison
-from pipelines.config import load_params
+from pipelines.config import RACE_OFF, load_params
 from pipelines.confidence import SIZES
 from pipelines.decision import decide
 from pipelines.report import collect, document, tables
@@ -37,7 +37,7 @@ def inputs(metrics: Path, stats: Path, templates: list, datasets: list, seeds: l
            race: dict | None = None) -> document.Inputs:
     """What the report is made of, read from the cells' files, and the one decision made from them. The templates
     the race stopped are compared in the race section, and listed as stopped in every other table."""
-    race = race or {"enabled": False, "rung": None, "margin": 0.0, "keep": []}
+    race = race or RACE_OFF
     every_cell = cells.selected(templates, datasets, seeds)
     recipes, stopped = collect.recipes(metrics, every_cell), collect.stopped(metrics, every_cell)
     raced = replayed_race(metrics, every_cell, templates, datasets, seeds, recipes, race, confidence_seed)

@@ -57,7 +57,7 @@ def race_section(inputs: Inputs) -> dict:
     if inputs.raced is None or not inputs.raced.rungs:
         return {"race": "Fewer than two templates have reached the rung on every dataset and seed: nothing was raced."}
     keep = f" Kept to the end whatever happens (`race.keep`): {', '.join(race['keep'])}." if race["keep"] else ""
-    halving = HALVING.format(eta=race["eta"]) if race.get("eta", 1) > 1 else ""
+    halving = HALVING.format(eta=race["eta"]) if race["eta"] > 1 else ""
     lines = [RACE.format(rung=race["rung"], margin=race["margin"]) + halving + keep,
              shown(inputs, text.race_table(tables.race_standings(inputs.raced, tuple(race["keep"]), race["margin"])),
                    floatfmt=".3f")]
@@ -243,7 +243,7 @@ def race_summary(inputs: Inputs) -> dict:
     spent."""
     enabled = inputs.race["enabled"]
     found = {"enabled": enabled, "rung": inputs.race["rung"] if enabled else None,
-             "eta": inputs.race.get("eta", 1) if enabled else None,
+             "eta": inputs.race["eta"] if enabled else None,
              "stopped": {t: r[legs.STOPPED] for t, r in inputs.stopped.items()},
              "why": {t: r.get("why", racing.BEHIND) for t, r in inputs.stopped.items()}}
     spent = tables.race_spent(inputs.every_long, inputs.stopped) if inputs.race["enabled"] else {}

@@ -340,7 +340,7 @@ def test_ap_by_object_size_with_both_noises_and_the_small_gap_that_separates(met
     assert pair[1:3] == ["slow", "fast"] and pair[3].startswith("+38.5 [") and pair[5] == "yes"  # 80.5 - 42.0
 
 
-RACE = {"enabled": True, "rung": 0.5, "margin": 0.0, "keep": []}
+RACE = {"enabled": True, "rung": 0.5, "margin": 0.0, "keep": [], "eta": 1}
 
 
 def write_raced(root, late_at: float, why: dict | None = None):
