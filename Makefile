@@ -61,10 +61,10 @@ compare: $(STAMP)
 # smallest and largest EfficientNet-Lite sizes, the same Lite0 on MMDetection, and tiny, a ResNet-18 from random
 # weights) x 5 datasets x 3 seeds, 12 epochs, validation splits of 35% of the training images; trained and scored
 # on test (no export), with the race off (every cell trains its whole schedule, so the replay has every epoch), as
-# a temporary experiment named race-grid whose outputs stay in DVC's cache (2 h 12 min on 2 cores). The warm-up is 8 steps, as short
-# against the 12 epochs as real recipes' are against theirs (about 4%): the default 40 steps span 2 to 4 of the
-# demo's epochs, whose validation mAP is then 0 for every template. `make race-replay` then brings it into the
-# workspace and replays the race over it.
+# a temporary experiment named race-grid whose outputs stay in DVC's cache (2 h 12 min on 2 cores). The warm-up
+# is 8 steps, as short against the 12 epochs as real recipes' are against theirs (about 4%): the default 40 steps
+# span 2 to 4 of the demo's epochs, whose validation mAP is then 0 for every template. `make race-replay` then
+# brings it into the workspace and replays the race over it.
 RACE_TEMPLATES := tv_lite0 tv_lite2 tiny mmdet_lite0
 RACE_DATASETS := cityscapes pets pets_half wgisd_1 wgisd_5
 RACE_GRID := -S race.enabled=false -S 'run.templates.torchvision=[tv_lite0,tv_lite2,tiny]' -S 'run.templates.mmdet=[mmdet_lite0]' \
